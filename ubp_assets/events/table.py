@@ -1,0 +1,169 @@
+"""The unified, typed event table: built from the raw files for a range of days, stored one parquet
+file per day in a hive layout (`date=YYYY-MM-DD/data.parquet`), with rejected rows quarantined.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ubp_assets.events.raw_reader import REASON, read_event_file, read_products
+from ubp_assets.events.schema import EVENT_TYPES, EVENTS_SCHEMA, RAW_EVENT_FILES, EventType
+
+DATA_FILE = "data.parquet"
+REJECTED_FILE = "rejected.parquet"
+UNDATED = "undated"
+QUARANTINE_SCHEMA = pl.Schema(
+    {"file": pl.String, "row": pl.String, REASON: pl.String, "date": pl.Date}
+)
+
+
+@dataclass(frozen=True)
+class EventsBuild:
+    events: pl.DataFrame  # EVENTS_SCHEMA plus `date`
+    rejected: pl.DataFrame  # QUARANTINE_SCHEMA; `date` null for rows no day can own
+    products: pl.DataFrame
+
+
+def day_range(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _unified(name: str, rows: pl.DataFrame) -> pl.DataFrame:
+    present = set(rows.columns)
+    return rows.select(
+        pl.col("client_id"),
+        pl.col("timestamp"),
+        pl.lit(name, dtype=EventType).alias("event_type"),
+        *[
+            (pl.col(c) if c in present else pl.lit(None)).cast(EVENTS_SCHEMA[c]).alias(c)
+            for c in ("sku", "url", "query")
+        ],
+    )
+
+
+def build_events(raw_dir: str | Path, first: dt.date, last: dt.date) -> EventsBuild:
+    """Every event with a timestamp on the days first..last, typed and joined with its product.
+
+    Each raw file is scanned once for the whole range, so a backfill of every day is one pass.
+    """
+    start = dt.datetime.combine(first, dt.time())
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
+    products = read_products(raw_dir)
+    unified, rejected = [], []
+    for name, spec in RAW_EVENT_FILES.items():
+        parsed = read_event_file(raw_dir, spec, start, end)
+        unified.append(_unified(name, parsed.rows))
+        rejected.append(parsed.rejected)
+    events = (
+        pl.concat(unified)
+        .join(products.rows.select("sku", "category", "price"), on="sku", how="left")
+        .select(*EVENTS_SCHEMA.names(), pl.col("timestamp").dt.date().alias("date"))
+        .sort("client_id", "timestamp", "event_type")
+    )
+    return EventsBuild(
+        events=events,
+        rejected=pl.concat([*rejected, products.rejected]).cast(QUARANTINE_SCHEMA),
+        products=products.rows,
+    )
+
+
+def partition_dir(root: str | Path, day: dt.date) -> Path:
+    return Path(root) / f"date={day.isoformat()}"
+
+
+def _atomic_write(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.write_parquet(tmp, statistics=True)
+    tmp.replace(path)
+
+
+def write_day_partitions(
+    events: pl.DataFrame, root: str | Path, days: Iterable[dt.date]
+) -> dict[dt.date, int]:
+    """Replace each day's file with exactly that day's rows; a day without events gets an empty
+    file, so that every materialized partition exists on disk and a rerun is idempotent."""
+    by_day = events.partition_by("date", as_dict=True, include_key=False)
+    counts = {}
+    for day in days:
+        frame = by_day.get((day,), events.clear().drop("date"))
+        _atomic_write(frame, partition_dir(root, day) / DATA_FILE)
+        counts[day] = frame.height
+    return counts
+
+
+def write_quarantine(
+    rejected: pl.DataFrame, root: str | Path, days: Iterable[dt.date]
+) -> dict[str, int]:
+    """Rejected rows by day (and undated ones apart); stale files of the same days are removed."""
+    root = Path(root)
+    counts: dict[str, int] = {}
+    targets = [(d.isoformat(), rejected.filter(pl.col("date") == d)) for d in days]
+    targets.append((UNDATED, rejected.filter(pl.col("date").is_null())))
+    for label, frame in targets:
+        path = root / (UNDATED if label == UNDATED else f"date={label}") / REJECTED_FILE
+        if frame.height:
+            _atomic_write(frame.drop("date"), path)
+            counts[label] = frame.height
+        else:
+            path.unlink(missing_ok=True)
+    return counts
+
+
+def scan_events(root: str | Path, days: Iterable[dt.date] | None = None) -> pl.LazyFrame:
+    """The stored event table (all days, or the given ones) with its `date` partition column."""
+    root = Path(root)
+    if days is None:
+        paths = sorted(root.glob(f"date=*/{DATA_FILE}"))
+    else:
+        paths = [partition_dir(root, d) / DATA_FILE for d in days]
+        paths = [p for p in paths if p.is_file()]
+    if not paths:
+        return pl.LazyFrame(schema={**EVENTS_SCHEMA, "date": pl.Date})
+    return pl.scan_parquet(paths, hive_partitioning=True, hive_schema={"date": pl.Date})
+
+
+# ---- checks: pure functions over a stored slice, (passed, figures) ------------------------------
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    passed: bool
+    figures: dict[str, int | str]
+
+
+def check_keys_not_null(events: pl.LazyFrame) -> CheckOutcome:
+    nulls = events.select(
+        pl.col(c).null_count().alias(c) for c in ("client_id", "timestamp", "event_type")
+    ).collect()
+    figures = {f"null_{c}": int(nulls[c][0]) for c in nulls.columns}
+    return CheckOutcome(passed=not any(figures.values()), figures=figures)
+
+
+def check_timestamps_in_partition(events: pl.LazyFrame) -> CheckOutcome:
+    outside = events.filter(pl.col("timestamp").dt.date() != pl.col("date"))
+    n, example = outside.select(pl.len(), pl.col("timestamp").first()).collect().row(0)
+    return CheckOutcome(passed=n == 0, figures={"rows_outside_their_day": n, "first": str(example)})
+
+
+def check_event_types_known(events: pl.LazyFrame) -> CheckOutcome:
+    types = events.select(pl.col("event_type").cast(pl.String).unique()).collect().to_series()
+    unknown = sorted(t for t in types.to_list() if t not in EVENT_TYPES)
+    return CheckOutcome(
+        passed=not unknown, figures={"unknown_types": ", ".join(map(str, unknown)) or "none"}
+    )
+
+
+def count_skus_missing_from_products(events: pl.LazyFrame, products: pl.DataFrame) -> CheckOutcome:
+    with_sku = events.filter(pl.col("sku").is_not_null())
+    missing = with_sku.join(products.lazy().select("sku"), on="sku", how="anti")
+    n_events, n_skus = missing.select(pl.len(), pl.col("sku").n_unique()).collect().row(0)
+    return CheckOutcome(
+        passed=n_events == 0,
+        figures={"events_with_unknown_sku": n_events, "unknown_skus": n_skus},
+    )

@@ -1,0 +1,41 @@
+"""Metadata a person reads in the Dagster UI: schemas, previews, small tables."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+
+def column_schema(schema: pl.Schema, descriptions: dict[str, str] | None = None) -> dg.TableSchema:
+    descriptions = descriptions or {}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, str(dtype), description=descriptions.get(name))
+            for name, dtype in schema.items()
+        ]
+    )
+
+
+def markdown_table(frame: pl.DataFrame, max_rows: int = 10, float_digits: int = 4) -> str:
+    """A small frame as a markdown table (lists and arrays shortened)."""
+    head = frame.head(max_rows)
+
+    def cell(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return f"{value:.{float_digits}g}"
+        if isinstance(value, list | tuple) or hasattr(value, "tolist"):
+            items = list(value)
+            text = " ".join(str(v) for v in items[:6])
+            return f"[{text}{' …' if len(items) > 6 else ''}]"
+        return str(value).replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(head.columns) + " |",
+        "|" + "---|" * len(head.columns),
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.iter_rows()]
+    if frame.height > max_rows:
+        lines.append(f"\n_{max_rows} of {frame.height:,} rows_")
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from ubp_assets.events.assets import events
+from ubp_assets.resources import UbpStorage, build_resources
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def materialize_events(
+    raw: Path, data: Path, first: str, last: str | None = None, instance=None
+) -> dg.ExecuteInProcessResult:
+    """Materialize the events partitions first..last in one run, as a single-run backfill does."""
+    resources = build_resources(UbpStorage(data_dir=str(data), raw_dir=str(raw)))
+    kwargs = (
+        {"partition_key": first}
+        if last is None
+        else {"tags": {RANGE_START: first, RANGE_END: last}}
+    )
+    return dg.materialize(
+        [events],
+        resources=resources,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        **kwargs,
+    )
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures, "the run did not fail"
+    return failures[0].step_failure_data.error.message
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult) -> dict:
+    mats = result.asset_materializations_for_node("events")
+    return {k: v.value for k, v in mats[0].metadata.items()}

@@ -1,0 +1,201 @@
+"""Bad raw input: whole-file problems fail with a clear message, bad rows are quarantined."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import polars as pl
+import pytest
+
+from ubp_assets.events.raw_reader import RawDataError
+from ubp_assets.events.table import build_events
+from ubp_assets_tests.helpers import failure_message, materialization_metadata, materialize_events
+
+DAY = "2022-06-01"
+FIRST, LAST = dt.date(2022, 6, 1), dt.date(2022, 6, 1)
+
+
+def rewrite(raw, name, change) -> None:
+    path = raw / f"{name}.parquet"
+    change(pl.read_parquet(path)).write_parquet(path)
+
+
+def build(raw):
+    return build_events(raw, FIRST, LAST)
+
+
+def rejected(build_result, reason) -> pl.DataFrame:
+    return build_result.rejected.filter(pl.col("reason") == reason)
+
+
+# ---- whole-file problems: a clear error naming the file, the column and the problem ------------
+
+
+def test_missing_file(raw_copy, tmp_path):
+    (raw_copy / "page_visit.parquet").unlink()
+    result = materialize_events(raw_copy, tmp_path, DAY)
+    assert not result.success
+    message = failure_message(result)
+    assert "page_visit.parquet: file not found" in message
+    assert not (tmp_path / "warehouse" / "events" / f"date={DAY}").exists()
+
+
+def test_missing_column(raw_copy, tmp_path):
+    rewrite(raw_copy, "product_buy", lambda f: f.drop("sku"))
+    message = failure_message(materialize_events(raw_copy, tmp_path, DAY))
+    assert "product_buy.parquet: missing column 'sku'" in message
+
+
+def test_wrong_dtype(raw_copy, tmp_path):
+    rewrite(raw_copy, "add_to_cart", lambda f: f.with_columns(pl.col("client_id").cast(pl.String)))
+    message = failure_message(materialize_events(raw_copy, tmp_path, DAY))
+    assert "add_to_cart.parquet: column 'client_id' has dtype String, expected an integer id" in (
+        message
+    )
+
+
+def test_not_a_parquet_file(raw_copy):
+    (raw_copy / "search_query.parquet").write_text("hello")
+    with pytest.raises(RawDataError, match=r"search_query\.parquet: not a readable parquet"):
+        build(raw_copy)
+
+
+def test_a_failed_run_keeps_the_previous_partition(raw_copy, tmp_path):
+    assert materialize_events(raw_copy, tmp_path, DAY).success
+    path = tmp_path / "warehouse" / "events" / f"date={DAY}" / "data.parquet"
+    before = pl.read_parquet(path)
+    rewrite(raw_copy, "product_buy", lambda f: f.drop("sku"))
+    assert not materialize_events(raw_copy, tmp_path, DAY).success
+    assert pl.read_parquet(path).equals(before)
+
+
+# ---- bad rows: counted, quarantined with a reason, never silently dropped -----------------------
+
+
+def test_unparsable_timestamps_are_quarantined_as_undated(raw_copy, tmp_path):
+    rewrite(
+        raw_copy,
+        "page_visit",
+        lambda f: f.with_columns(
+            pl.when(pl.int_range(pl.len()) < 3)
+            .then(pl.lit("2022-13-45 99:00:00"))
+            .when(pl.int_range(pl.len()) == 3)
+            .then(pl.lit("yesterday"))
+            .when(pl.int_range(pl.len()) == 4)
+            .then(None)
+            .otherwise(pl.col("timestamp"))
+            .alias("timestamp")
+        ),
+    )
+    result = materialize_events(raw_copy, tmp_path, DAY)
+    assert result.success
+    meta = materialization_metadata(result)
+    assert meta["quarantined_rows"] >= 5
+    assert "unparsable timestamp" in meta["quarantined_by_reason"]
+    undated = pl.read_parquet(tmp_path / "quarantine" / "undated" / "rejected.parquet")
+    reasons = undated["reason"].value_counts()
+    assert dict(zip(reasons["reason"], reasons["count"], strict=True)) == {
+        "unparsable timestamp": 4,
+        "null timestamp": 1,
+    }
+    assert (
+        json.loads(undated.filter(pl.col("reason") == "null timestamp")["row"][0])["timestamp"]
+        is None
+    )
+
+
+def test_malformed_queries_are_quarantined_in_their_day(raw_copy, tmp_path):
+    queries = pl.read_parquet(raw_copy / "search_query.parquet")
+    on_day = queries.with_row_index().filter(pl.col("timestamp").str.starts_with(DAY))["index"]
+    bad = {
+        on_day[0]: "[1 2 3]",  # too short
+        on_day[1]: "[ 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 300]",  # out of range
+        on_day[2]: "[ 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 x]",  # not a number
+        on_day[3]: "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16",  # no brackets
+    }
+    rewrite(
+        raw_copy,
+        "search_query",
+        lambda f: (
+            f.with_row_index()
+            .with_columns(
+                pl.col("index")
+                .replace_strict(bad, default=None, return_dtype=pl.String)
+                .alias("bad")
+            )
+            .select("client_id", "timestamp", pl.coalesce("bad", "query").alias("query"))
+        ),
+    )
+    result = materialize_events(raw_copy, tmp_path, DAY)
+    assert result.success
+    day_file = tmp_path / "quarantine" / f"date={DAY}" / "rejected.parquet"
+    quarantined = pl.read_parquet(day_file).filter(pl.col("reason") == "malformed query")
+    assert quarantined.height == 4
+    assert sorted(json.loads(r)["query"] for r in quarantined["row"]) == sorted(bad.values())
+    stored = pl.read_parquet(tmp_path / "warehouse" / "events" / f"date={DAY}" / "data.parquet")
+    searches = stored.filter(pl.col("event_type") == "search_query")
+    assert searches.height == queries.filter(pl.col("timestamp").str.starts_with(DAY)).height - 4
+
+
+def test_negative_and_null_ids_are_quarantined(raw_copy):
+    def damage(frame):
+        on_day = frame["timestamp"].str.starts_with(DAY)
+        idx = frame.with_row_index().filter(on_day)["index"]
+        return frame.with_columns(
+            pl.when(pl.int_range(pl.len()) == idx[0])
+            .then(-5)
+            .when(pl.int_range(pl.len()) == idx[1])
+            .then(None)
+            .otherwise(pl.col("client_id"))
+            .alias("client_id"),
+            pl.when(pl.int_range(pl.len()) == idx[2])
+            .then(None)
+            .otherwise(pl.col("sku"))
+            .alias("sku"),
+        )
+
+    rewrite(raw_copy, "add_to_cart", damage)
+    result = build(raw_copy)
+    assert rejected(result, "negative client_id").height == 1
+    assert rejected(result, "null client_id").height == 1
+    assert rejected(result, "null sku").height == 1
+    assert (result.events["client_id"] >= 0).all()
+    assert result.events.filter(pl.col("event_type") == "add_to_cart")["sku"].null_count() == 0
+
+
+def test_exact_duplicates_keep_one_copy(raw_copy):
+    buys = pl.read_parquet(raw_copy / "product_buy.parquet")
+    day_buys = buys.filter(pl.col("timestamp").str.starts_with(DAY))
+    clean = build(raw_copy)
+    rewrite(raw_copy, "product_buy", lambda f: pl.concat([f, day_buys.head(3), day_buys.head(1)]))
+    result = build(raw_copy)
+    assert (
+        rejected(result, "exact duplicate").height == rejected(clean, "exact duplicate").height + 4
+    )
+    assert result.events.equals(clean.events)
+
+
+def test_bad_product_rows_are_quarantined(raw_copy):
+    rewrite(
+        raw_copy,
+        "product_properties",
+        lambda f: f.with_columns(
+            pl.when(pl.int_range(pl.len()) == 0).then(150).otherwise(pl.col("price")).alias("price")
+        ),
+    )
+    result = build(raw_copy)
+    assert rejected(result, "price bucket above 99").height == 1
+    assert rejected(result, "price bucket above 99")["file"].to_list() == ["product_properties"]
+
+
+def test_timestamp_and_list_columns_are_read_like_strings(raw_copy, tiny_release):
+    rewrite(
+        raw_copy,
+        "search_query",
+        lambda f: f.with_columns(
+            pl.col("timestamp").str.strptime(pl.Datetime("ns"), "%Y-%m-%d %H:%M:%S"),
+            pl.col("query").str.extract_all(r"\d+").cast(pl.List(pl.Int32)),
+        ),
+    )
+    assert build(raw_copy).events.equals(build(tiny_release).events)
