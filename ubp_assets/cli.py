@@ -54,22 +54,18 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
     import dagster as dg
 
     from ubp_assets.definitions import defs
-    from ubp_assets.events.schema import RAW_FILES
     from ubp_assets.partitions import event_days
-    from ubp_assets.synthetic.release import MANIFEST
 
     instance = dg.DagsterInstance.get()
     storage = defs.resources["storage"]
     raw = storage.raw_path
     started = time.perf_counter()
 
-    manifest = raw / MANIFEST
     wanted = {"scale": scale, "seed": seed}
-    have = json.loads(manifest.read_text()) if manifest.exists() else None
-    complete = all((raw / f.filename).exists() for f in RAW_FILES.values())
-    if complete and have is None:
+    plan = raw_plan(raw, scale, seed)
+    if plan == "external":
         _say(f"reading the release in {raw} as it is (not synthetic)")
-    elif have and {k: have.get(k) for k in wanted} == wanted and complete:
+    elif plan == "reuse":
         _say(f"synthetic release ({scale}, seed {seed}) already in {raw}; not regenerated")
     else:
         _say(f"writing a synthetic release ({scale}, seed {seed}) to {raw}")
@@ -84,9 +80,9 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
     _check(defs.resolve_job_def("observe_raw_job").execute_in_process(instance=instance))
 
     keys = event_days.get_partition_keys()
-    _say(f"building the event table: {len(keys)} day partitions in one run")
+    _say(f"events and daily feature partials: {len(keys)} day partitions in one run")
     _check(
-        defs.resolve_job_def("events_job").execute_in_process(
+        defs.resolve_job_def("daily_job").execute_in_process(
             instance=instance,
             tags={
                 "dagster/asset_partition_range_start": keys[0],
@@ -94,9 +90,26 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
             },
         )
     )
+    _say("challenge split, feature families folded over the history, feature matrix")
+    _check(defs.resolve_job_def("features_job").execute_in_process(instance=instance))
     _say(f"done in {time.perf_counter() - started:.1f}s; data in {storage.root}")
     _say(f"inspect it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev")
     return 0
+
+
+def raw_plan(raw: Path, scale: str, seed: int) -> str:
+    """What to do with the raw folder: "external" (a release no synthetic run wrote: read it as
+    it is), "reuse" (the synthetic release asked for is there) or "generate"."""
+    from ubp_assets.events.schema import RAW_FILES
+    from ubp_assets.synthetic.release import MANIFEST
+
+    complete = all((raw / f.filename).exists() for f in RAW_FILES.values())
+    manifest = raw / MANIFEST
+    if not manifest.exists():
+        return "external" if complete else "generate"
+    have = json.loads(manifest.read_text())
+    same = have.get("scale") == scale and have.get("seed") == seed
+    return "reuse" if same and complete else "generate"
 
 
 def _check(result) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ubp_assets.evaluation.assets import challenge_split
 from ubp_assets.events.assets import events
+from ubp_assets.features.assets import FOLDS_LIST, PARTIALS_LIST, feature_matrix
 from ubp_assets.raw.assets import RAW_KEYS, raw_files, synthetic_raw
 from ubp_assets.resources import build_resources
 
@@ -16,14 +18,28 @@ observe_raw_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*RAW_KEYS.values()),
     description="Fingerprint the release's files; a changed file marks its dependants stale.",
 )
-events_job = dg.define_asset_job(
-    "events_job",
-    selection=[events],
-    description="The day-partitioned event table; a backfill of many days runs as one pass.",
+daily_job = dg.define_asset_job(
+    "daily_job",
+    selection=[events, *PARTIALS_LIST],
+    description="The day-partitioned event table and every family's daily partial; a backfill "
+    "of many days runs as one pass.",
+)
+features_job = dg.define_asset_job(
+    "features_job",
+    selection=[challenge_split, *FOLDS_LIST, feature_matrix],
+    description="The challenge split, every family folded over the history, the feature matrix.",
 )
 
 defs = dg.Definitions(
-    assets=[synthetic_raw, raw_files, events],
-    jobs=[synthetic_raw_job, observe_raw_job, events_job],
+    assets=[
+        synthetic_raw,
+        raw_files,
+        events,
+        *PARTIALS_LIST,
+        challenge_split,
+        *FOLDS_LIST,
+        feature_matrix,
+    ],
+    jobs=[synthetic_raw_job, observe_raw_job, daily_job, features_job],
     resources=build_resources(),
 )

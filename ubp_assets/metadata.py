@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 
@@ -39,3 +43,16 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10, float_digits: int = 
     if frame.height > max_rows:
         lines.append(f"\n_{max_rows} of {frame.height:,} rows_")
     return "\n".join(lines)
+
+
+def png_markdown(figure, path: Path) -> str:
+    """Save a matplotlib figure as a PNG report and return markdown that shows it inline."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    path.write_bytes(buffer.getvalue())
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f"![{path.stem}](data:image/png;base64,{encoded})\n\nSaved to `{path}`."

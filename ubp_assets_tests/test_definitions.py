@@ -55,5 +55,5 @@ def test_every_materializable_asset_is_described_grouped_versioned_and_kinded():
 
 
 def test_jobs_exist():
-    for name in ("synthetic_raw_job", "observe_raw_job", "events_job"):
+    for name in ("synthetic_raw_job", "observe_raw_job", "daily_job", "features_job"):
         assert defs.resolve_job_def(name) is not None

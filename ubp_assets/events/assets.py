@@ -7,21 +7,19 @@ from dagster_duckdb import DuckDBResource
 from ubp_assets.events.raw_reader import REASON, RawDataError
 from ubp_assets.events.schema import COLUMN_DESCRIPTIONS, EVENT_TYPES, EVENTS_SCHEMA, RAW_FILES
 from ubp_assets.events.table import (
-    DATA_FILE,
     build_events,
     check_event_types_known,
     check_keys_not_null,
     check_timestamps_in_partition,
     count_skus_missing_from_products,
-    day_range,
     scan_events,
-    write_day_partitions,
     write_quarantine,
 )
 from ubp_assets.metadata import column_schema, markdown_table
 from ubp_assets.partitions import event_days, window_days
 from ubp_assets.raw.assets import RAW_KEYS
 from ubp_assets.resources import WAREHOUSE_POOL, UbpStorage
+from ubp_assets.storage import DATA_FILE, day_range, write_day_partitions
 
 CHECKS = {
     "keys_not_null": "client_id, timestamp and event_type are never null.",

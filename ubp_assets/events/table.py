@@ -13,8 +13,8 @@ import polars as pl
 
 from ubp_assets.events.raw_reader import REASON, read_event_file, read_products
 from ubp_assets.events.schema import EVENT_TYPES, EVENTS_SCHEMA, RAW_EVENT_FILES, EventType
+from ubp_assets.storage import atomic_write, scan_days
 
-DATA_FILE = "data.parquet"
 REJECTED_FILE = "rejected.parquet"
 UNDATED = "undated"
 QUARANTINE_SCHEMA = pl.Schema(
@@ -27,10 +27,6 @@ class EventsBuild:
     events: pl.DataFrame  # EVENTS_SCHEMA plus `date`
     rejected: pl.DataFrame  # QUARANTINE_SCHEMA; `date` null for rows no day can own
     products: pl.DataFrame
-
-
-def day_range(first: dt.date, last: dt.date) -> list[dt.date]:
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def _unified(name: str, rows: pl.DataFrame) -> pl.DataFrame:
@@ -72,31 +68,6 @@ def build_events(raw_dir: str | Path, first: dt.date, last: dt.date) -> EventsBu
     )
 
 
-def partition_dir(root: str | Path, day: dt.date) -> Path:
-    return Path(root) / f"date={day.isoformat()}"
-
-
-def _atomic_write(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(tmp, statistics=True)
-    tmp.replace(path)
-
-
-def write_day_partitions(
-    events: pl.DataFrame, root: str | Path, days: Iterable[dt.date]
-) -> dict[dt.date, int]:
-    """Replace each day's file with exactly that day's rows; a day without events gets an empty
-    file, so that every materialized partition exists on disk and a rerun is idempotent."""
-    by_day = events.partition_by("date", as_dict=True, include_key=False)
-    counts = {}
-    for day in days:
-        frame = by_day.get((day,), events.clear().drop("date"))
-        _atomic_write(frame, partition_dir(root, day) / DATA_FILE)
-        counts[day] = frame.height
-    return counts
-
-
 def write_quarantine(
     rejected: pl.DataFrame, root: str | Path, days: Iterable[dt.date]
 ) -> dict[str, int]:
@@ -108,24 +79,11 @@ def write_quarantine(
     for label, frame in targets:
         path = root / (UNDATED if label == UNDATED else f"date={label}") / REJECTED_FILE
         if frame.height:
-            _atomic_write(frame.drop("date"), path)
+            atomic_write(frame.drop("date"), path)
             counts[label] = frame.height
         else:
             path.unlink(missing_ok=True)
     return counts
-
-
-def scan_events(root: str | Path, days: Iterable[dt.date] | None = None) -> pl.LazyFrame:
-    """The stored event table (all days, or the given ones) with its `date` partition column."""
-    root = Path(root)
-    if days is None:
-        paths = sorted(root.glob(f"date=*/{DATA_FILE}"))
-    else:
-        paths = [partition_dir(root, d) / DATA_FILE for d in days]
-        paths = [p for p in paths if p.is_file()]
-    if not paths:
-        return pl.LazyFrame(schema={**EVENTS_SCHEMA, "date": pl.Date})
-    return pl.scan_parquet(paths, hive_partitioning=True, hive_schema={"date": pl.Date})
 
 
 # ---- checks: pure functions over a stored slice, (passed, figures) ------------------------------
@@ -167,3 +125,8 @@ def count_skus_missing_from_products(events: pl.LazyFrame, products: pl.DataFram
         passed=n_events == 0,
         figures={"events_with_unknown_sku": n_events, "unknown_skus": n_skus},
     )
+
+
+def scan_events(root: str | Path, days: Iterable[dt.date] | None = None) -> pl.LazyFrame:
+    """The stored event table (all days, or the given ones) with its `date` partition column."""
+    return scan_days(root, days, schema=EVENTS_SCHEMA)

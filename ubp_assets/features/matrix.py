@@ -1,0 +1,110 @@
+"""The feature matrix: every family joined for the relevant clients, filled, scaled, float32.
+
+Fill rule (per feature, declared with it): counts and amounts take 0; rates and means that are
+undefined without events take the median over the clients that have them; day-distances take the
+whole history's length. Scaling: signed log1p (tames heavy tails), then robust centring and scaling
+(median and inter-quartile range, or the standard deviation where the IQR is 0), clipped to ±5.
+The fitted parameters are kept so that new clients can be encoded the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ubp_assets.features.common import Feature
+
+CLIP = 5.0
+
+
+@dataclass(frozen=True)
+class FeatureMatrix:
+    matrix: pl.DataFrame  # client_id, then one float32 column per feature
+    scaler: pl.DataFrame  # feature, family, fill, fill_value, center, scale
+    constant: list[str]  # features with one value for every client
+
+
+def join_families(relevant: np.ndarray, tables: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """One row per relevant client, in the order given; clients without data get nulls here."""
+    frame = pl.DataFrame({"client_id": np.asarray(relevant, dtype=np.int64)})
+    for table in tables:
+        frame = frame.join(table, on="client_id", how="left", maintain_order="left")
+    return frame
+
+
+def fit_scaler(frame: pl.DataFrame, features: dict[str, Feature], span_days: float) -> pl.DataFrame:
+    names = [c for c in frame.columns if c != "client_id"]
+    medians = frame.select(pl.col(names).cast(pl.Float64).fill_nan(None).median()).row(0)
+    fills = []
+    for name, median in zip(names, medians, strict=True):
+        rule = features[name].fill
+        value = {"zero": 0.0, "span": float(span_days)}.get(rule)
+        fills.append(value if value is not None else (0.0 if median is None else float(median)))
+    filled = _fill(frame, dict(zip(names, fills, strict=True)))
+    logged = filled.select(_signed_log(pl.col(names)))
+    q = logged.select(
+        pl.col(names).median().name.suffix("|c"),
+        (pl.col(names).quantile(0.75) - pl.col(names).quantile(0.25)).name.suffix("|iqr"),
+        pl.col(names).std(ddof=0).name.suffix("|std"),
+    ).row(0, named=True)
+    rows = []
+    for name, fill in zip(names, fills, strict=True):
+        iqr, std = q[f"{name}|iqr"], q[f"{name}|std"]
+        scale = iqr if iqr > 0 else (std if std > 0 else 1.0)
+        rows.append(
+            {
+                "feature": name,
+                "family": features[name].family,
+                "fill": features[name].fill,
+                "fill_value": fill,
+                "center": q[f"{name}|c"],
+                "scale": scale,
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def apply_scaler(frame: pl.DataFrame, scaler: pl.DataFrame) -> pl.DataFrame:
+    """Fill, log, centre, scale and clip, in the scaler's feature order; float32."""
+    names = scaler["feature"].to_list()
+    filled = _fill(frame, dict(zip(names, scaler["fill_value"].to_list(), strict=True)))
+    return filled.select(
+        "client_id",
+        *[
+            ((_signed_log(pl.col(n)) - c) / s).clip(-CLIP, CLIP).cast(pl.Float32).alias(n)
+            for n, c, s in zip(names, scaler["center"], scaler["scale"], strict=True)
+        ],
+    )
+
+
+def build_feature_matrix(
+    relevant: np.ndarray,
+    tables: Sequence[pl.DataFrame],
+    features: dict[str, Feature],
+    span_days: float,
+) -> FeatureMatrix:
+    joined = join_families(relevant, tables)
+    unknown = [c for c in joined.columns if c != "client_id" and c not in features]
+    if unknown:
+        raise ValueError(f"columns without a registered feature: {unknown[:5]}")
+    scaler = fit_scaler(joined, features, span_days)
+    matrix = apply_scaler(joined, scaler)
+    spread = matrix.select(pl.exclude("client_id").n_unique()).row(0, named=True)
+    return FeatureMatrix(
+        matrix=matrix,
+        scaler=scaler,
+        constant=[name for name, n in spread.items() if n <= 1],
+    )
+
+
+def _fill(frame: pl.DataFrame, values: dict[str, float]) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.col(n).cast(pl.Float64).fill_nan(None).fill_null(v).alias(n) for n, v in values.items()
+    )
+
+
+def _signed_log(expr: pl.Expr) -> pl.Expr:
+    return expr.sign() * expr.abs().log1p()

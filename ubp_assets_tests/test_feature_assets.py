@@ -1,0 +1,186 @@
+"""The feature graph through Dagster: partials, folds and the feature matrix with its checks."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from ubp_assets.definitions import defs
+from ubp_assets.evaluation.assets import challenge_split
+from ubp_assets.events.assets import events
+from ubp_assets.features.assets import FOLDS_LIST, PARTIALS_LIST, feature_matrix
+from ubp_assets.features.common import Feature
+from ubp_assets.features.matrix import build_feature_matrix
+from ubp_assets.resources import FeatureSettings, UbpStorage, build_resources
+from ubp_assets_tests.helpers import RANGE_END, RANGE_START, failure_message
+
+FIRST, LAST, CUTOFF = "2022-04-14", "2022-05-03", "2022-05-01"
+ASSETS = [events, *PARTIALS_LIST, challenge_split, *FOLDS_LIST, feature_matrix]
+
+
+def resources(raw, data, cutoff=CUTOFF):
+    return build_resources(
+        UbpStorage(data_dir=str(data), raw_dir=str(raw)), FeatureSettings(cutoff=cutoff)
+    )
+
+
+def run_daily(raw, data, first=FIRST, last=LAST):
+    return dg.materialize(
+        ASSETS,
+        selection=[events, *PARTIALS_LIST],
+        resources=resources(raw, data),
+        tags={RANGE_START: first, RANGE_END: last},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+
+
+def run_features(raw, data, cutoff=CUTOFF):
+    return dg.materialize(
+        ASSETS,
+        selection=[challenge_split, *FOLDS_LIST, feature_matrix],
+        resources=resources(raw, data, cutoff),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tiny_release, tmp_path_factory):
+    data = tmp_path_factory.mktemp("features")
+    assert run_daily(tiny_release, data).success
+    result = run_features(tiny_release, data)
+    assert result.success
+    return data, result
+
+
+def test_each_family_is_its_own_group_with_a_partial_and_a_fold():
+    graph = defs.resolve_asset_graph()
+    for family in ("temporal", "session", "behavioral", "conversion", "advanced", "identity"):
+        fold = graph.get(dg.AssetKey(f"{family}_features"))
+        assert fold.group_name == family
+        partials = {k for k in fold.parent_keys if k.path[0].endswith("_daily")}
+        assert partials, family
+        for key in partials:
+            assert graph.get(key).partitions_def is not None
+    assert graph.get(dg.AssetKey("temporal_daily")).group_name == "temporal"
+
+
+def test_partials_are_written_per_day(built):
+    data, _ = built
+    for asset in PARTIALS_LIST:
+        name = asset.key.to_user_string()
+        days = sorted(p.name for p in (data / "warehouse" / "partials" / name).iterdir())
+        assert days[0] == f"date={FIRST}" and days[-1] == f"date={LAST}" and len(days) == 20
+
+
+def test_feature_matrix_rows_checks_and_metadata(built, tiny_release):
+    data, result = built
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["no_nan_or_infinity"].passed
+    assert checks["exact_client_set"].passed
+    assert "constant_columns" in checks
+    mat = result.asset_materializations_for_node("feature_matrix")[0]
+    assert mat.metadata["cutoff"].value == CUTOFF
+    assert mat.metadata["dagster/row_count"].value == 1_000
+    assert "data:image/png;base64," in mat.metadata["distributions"].value
+    assert (data / "reports" / "feature_matrix.png").stat().st_size > 10_000
+    schema = mat.metadata["dagster/column_schema"].value
+    families = {c.description.split(":")[0] for c in schema.columns[1:]}
+    assert families == {"temporal", "session", "behavioral", "conversion", "advanced", "identity"}
+    scaler = pl.read_parquet(data / "warehouse" / "feature_matrix" / "scaler.parquet")
+    assert scaler.height == len(schema.columns) - 1
+    import duckdb
+
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        ids = conn.execute("SELECT client_id FROM feature_matrix").fetchnumpy()["client_id"]
+        width = len(conn.execute("SELECT * FROM feature_matrix LIMIT 1").description)
+    relevant = np.load(tiny_release / "input" / "relevant_clients.npy")
+    assert sorted(ids.tolist()) == sorted(relevant.tolist())
+    assert width == len(schema.columns)
+
+
+def test_a_fold_names_the_missing_days(tiny_release, tmp_path):
+    assert run_daily(tiny_release, tmp_path).success
+    missing = tmp_path / "warehouse" / "partials" / "session_daily" / "date=2022-04-20"
+    for f in missing.iterdir():
+        f.unlink()
+    missing.rmdir()
+    result = run_features(tiny_release, tmp_path)
+    assert not result.success
+    assert "session_daily lacks 1 day(s) before the cutoff 2022-05-01 (2022-04-20)" in (
+        failure_message(result)
+    )
+
+
+def test_features_do_not_change_when_days_after_the_cutoff_change(tiny_release, tmp_path, built):
+    """Rebuild the days after the cutoff from different raw data: the folds stay the same."""
+    data, _ = built
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_release, raw)
+    path = raw / "page_visit.parquet"
+    visits = pl.read_parquet(path)
+    pl.concat([visits, visits.filter(pl.col("timestamp") >= "2022-05-01").head(300)]).with_columns(
+        pl.col("client_id").shuffle(seed=1)
+    ).filter(pl.col("timestamp") >= "2022-05-01").vstack(
+        visits.filter(pl.col("timestamp") < "2022-05-01")
+    ).write_parquet(path)
+    other = tmp_path / "data"
+    shutil.copytree(data, other, ignore=shutil.ignore_patterns("warehouse.duckdb*"))
+    assert run_daily(raw, other, "2022-05-01", LAST).success
+    assert run_features(raw, other).success
+    import duckdb
+
+    for family in ("temporal", "session", "identity"):
+        query = f"SELECT * FROM {family}_features ORDER BY client_id"
+        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+            before = conn.execute(query).pl()
+        with duckdb.connect(str(other / "warehouse.duckdb"), read_only=True) as conn:
+            after = conn.execute(query).pl()
+        assert before.equals(after), family
+
+
+# ---- the matrix's fill and scaling rules, in isolation -------------------------------------------
+
+
+def test_fill_rules_scaling_and_constant_columns():
+    features = {
+        "count": Feature("f", "a count", "zero"),
+        "rate": Feature("f", "a rate", "median"),
+        "days": Feature("f", "days since", "span"),
+        "flat": Feature("f", "always 1", "median"),
+        "undefined": Feature("f", "never defined", "median"),
+    }
+    table = pl.DataFrame(
+        {
+            "client_id": [1, 2, 3, 4],
+            "count": [1.0, 10.0, 1000.0, None],
+            "rate": [0.1, 0.3, None, 0.5],
+            "days": [3.0, 5.0, 7.0, None],
+            "flat": [1.0, 1.0, 1.0, 1.0],
+            "undefined": [float("nan"), None, float("nan"), None],
+        }
+    )
+    built = build_feature_matrix(np.array([4, 1, 2, 3, 5]), [table], features, span_days=100)
+    m = built.matrix
+    assert m["client_id"].to_list() == [4, 1, 2, 3, 5]  # the relevant order, client 5 has no row
+    assert m.schema["count"] == pl.Float32
+    fills = dict(zip(built.scaler["feature"], built.scaler["fill_value"], strict=True))
+    assert fills["count"] == 0 and fills["days"] == 100 and fills["rate"] == pytest.approx(0.3)
+    assert (
+        m.filter(pl.col("client_id") == 5)["rate"][0]
+        == m.filter(pl.col("client_id") == 2)["rate"][0]
+    )
+    assert m.drop("client_id").to_numpy().max() <= 5 and m.drop("client_id").to_numpy().min() >= -5
+    assert built.constant == ["flat", "undefined"]
+    assert np.isfinite(m.drop("client_id").to_numpy()).all()
+
+
+def test_unregistered_columns_are_refused():
+    with pytest.raises(ValueError, match="without a registered feature"):
+        build_feature_matrix(
+            np.array([1]), [pl.DataFrame({"client_id": [1], "mystery": [1.0]})], {}, 10
+        )
