@@ -7,13 +7,14 @@ laptop and on a CI machine.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 
 
-def _child_peak(code: str) -> tuple[dict, float, int]:
+def _child_peak(code: str, env: dict[str, str] | None = None) -> tuple[dict, float, int]:
     """Run code in a fresh interpreter; its printed JSON, wall seconds and peak RSS in bytes."""
     wrapper = (
         "import json, resource, sys\n"
@@ -23,7 +24,11 @@ def _child_peak(code: str) -> tuple[dict, float, int]:
     )
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", wrapper], capture_output=True, text=True, check=True
+        [sys.executable, "-c", wrapper],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
     )
     seconds = time.perf_counter() - started
     payload = json.loads(done.stdout.strip().splitlines()[-1])
@@ -70,4 +75,126 @@ def print_synthetic(figures: dict, scale: str, reference: str) -> None:
     print(
         f"{figures['events_ratio']}x the events of {reference} with "
         f"{figures['peak_ratio']}x its peak memory"
+    )
+
+
+def run_pipeline(first: str, last: str, features: bool = True) -> dict:
+    """Materialize the daily partitions first..last (one run) and then the folds and the feature
+    matrix, through the project's definitions and the instance in DAGSTER_HOME."""
+    import dagster as dg
+
+    from ubp_assets.definitions import defs
+
+    instance = dg.DagsterInstance.get()
+    timings = {}
+    started = time.perf_counter()
+    daily = defs.resolve_job_def("daily_job").execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+    )
+    timings["daily_seconds"] = time.perf_counter() - started
+    if features:
+        started = time.perf_counter()
+        folded = defs.resolve_job_def("features_job").execute_in_process(instance=instance)
+        timings["features_seconds"] = time.perf_counter() - started
+        assert folded.success
+    assert daily.success
+    return timings
+
+
+def run_features() -> dict:
+    """The split, the folds and the feature matrix alone."""
+    import dagster as dg
+
+    from ubp_assets.definitions import defs
+
+    started = time.perf_counter()
+    result = defs.resolve_job_def("features_job").execute_in_process(
+        instance=dg.DagsterInstance.get()
+    )
+    assert result.success
+    return {"features_seconds": time.perf_counter() - started}
+
+
+def bench_features(scale: str = "tenth", seed: int = 2025) -> dict:
+    """raw -> feature_matrix at a scale: events per second, peak memory, the ratio to one plain
+    polars scan of the same raw files, and the cost of one new day against a full rebuild."""
+    import polars as pl
+
+    from ubp_assets.synthetic import get_scale, write_release
+    from ubp_assets.synthetic.generator import EVENT_FILES
+
+    spec = get_scale(scale)
+    figures: dict = {"scale": scale}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = f"{tmp}/raw"
+        started = time.perf_counter()
+        summary = write_release(spec, seed, raw)
+        figures["generate_seconds"] = round(time.perf_counter() - started, 1)
+        figures["events"] = summary.n_events
+
+        started = time.perf_counter()
+        for name in (*EVENT_FILES, "product_properties"):
+            pl.read_parquet(f"{raw}/{name}.parquet")
+        figures["plain_scan_seconds"] = round(time.perf_counter() - started, 2)
+
+        os.makedirs(f"{tmp}/home", exist_ok=True)
+        with open(f"{tmp}/home/dagster.yaml", "w") as f:
+            f.write("telemetry:\n  enabled: false\n")
+        env = {"UBP_DATA_DIR": f"{tmp}/data", "UBP_RAW_DIR": raw, "DAGSTER_HOME": f"{tmp}/home"}
+        first, last = str(spec.first_day), str(spec.last_day)
+        full, full_seconds, peak = _child_peak(
+            f"from ubp_assets.benchmarks import run_pipeline\n"
+            f"result = run_pipeline({first!r}, {last!r})\n",
+            env,
+        )
+        figures["full_seconds"] = round(full_seconds, 1)
+        figures["full_stages"] = {k: round(v, 1) for k, v in full.items()}
+        figures["peak_rss_gib"] = round(peak / 2**30, 2)
+        figures["events_per_second"] = round(summary.n_events / full_seconds)
+        figures["ratio_to_plain_scan"] = round(full_seconds / figures["plain_scan_seconds"], 1)
+
+        new_day, new_day_seconds, _ = _child_peak(
+            f"from ubp_assets.benchmarks import run_pipeline\n"
+            f"result = run_pipeline({last!r}, {last!r})\n",
+            env,
+        )
+        figures["new_day_seconds"] = round(new_day_seconds, 1)
+        figures["new_day_stages"] = {k: round(v, 1) for k, v in new_day.items()}
+        figures["new_day_share"] = round(new_day_seconds / full_seconds, 3)
+
+        # With the cutoff after the new day (final embeddings), the folds must take it in.
+        _, refold_seconds, _ = _child_peak(
+            "from ubp_assets.benchmarks import run_features\nresult = run_features()\n",
+            {**env, "UBP_FEATURE_CUTOFF": "all"},
+        )
+        figures["new_day_all_seconds"] = round(new_day["daily_seconds"] + refold_seconds, 1)
+        figures["new_day_all_share"] = round(figures["new_day_all_seconds"] / full_seconds, 3)
+    return figures
+
+
+def print_features(figures: dict) -> None:
+    print(
+        f"scale {figures['scale']}: {figures['events']:,} events "
+        f"(generated in {figures['generate_seconds']}s)"
+    )
+    print(
+        f"raw -> feature_matrix: {figures['full_seconds']}s "
+        f"({figures['events_per_second']:,} events/s), peak {figures['peak_rss_gib']} GiB; "
+        f"stages {figures['full_stages']}"
+    )
+    print(
+        f"one plain polars read of the same raw files: {figures['plain_scan_seconds']}s; "
+        f"pipeline / plain read = {figures['ratio_to_plain_scan']}x"
+    )
+    print(
+        f"one new day (its partitions, then folds and matrix): {figures['new_day_seconds']}s "
+        f"= {figures['new_day_share']:.1%} of the full build; stages {figures['new_day_stages']}"
+    )
+    print(
+        f"one new day with UBP_FEATURE_CUTOFF=all (the folds take the day in): "
+        f"{figures['new_day_all_seconds']}s = {figures['new_day_all_share']:.1%} of the full build"
     )

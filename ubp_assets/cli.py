@@ -29,7 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench-synth", help="benchmark the generator's speed and peak memory")
     bench.add_argument("--scale", default="tenth", help="scale to measure (default: tenth)")
     bench.add_argument("--reference", default="demo", help="reference scale in the same run")
+    bench_features = sub.add_parser(
+        "bench-features", help="benchmark raw -> feature_matrix, and the cost of a new day"
+    )
+    bench_features.add_argument("--scale", default="tenth", help="default: tenth (17M events)")
     args = parser.parse_args(argv)
+    if args.command == "bench-features":
+        from ubp_assets.benchmarks import bench_features as bench
+        from ubp_assets.benchmarks import print_features
+
+        print_features(bench(args.scale))
+        return 0
     if args.command == "bench-synth":
         from ubp_assets.benchmarks import bench_synthetic, print_synthetic
 

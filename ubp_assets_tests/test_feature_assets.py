@@ -36,14 +36,26 @@ def run_daily(raw, data, first=FIRST, last=LAST):
     )
 
 
-def run_features(raw, data, cutoff=CUTOFF):
+def run_features(raw, data, cutoff=CUTOFF, instance=None):
     return dg.materialize(
         ASSETS,
         selection=[challenge_split, *FOLDS_LIST, feature_matrix],
         resources=resources(raw, data, cutoff),
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
+
+
+def recomputed(result) -> dict[str, bool]:
+    """Which fold and matrix assets rebuilt their table in this run."""
+    materializations = [
+        e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+    ]
+    return {
+        m.asset_key.to_user_string(): m.metadata["recomputed"].value
+        for m in materializations
+        if "recomputed" in m.metadata
+    }
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +153,27 @@ def test_features_do_not_change_when_days_after_the_cutoff_change(tiny_release, 
         with duckdb.connect(str(other / "warehouse.duckdb"), read_only=True) as conn:
             after = conn.execute(query).pl()
         assert before.equals(after), family
+
+
+def test_unchanged_inputs_keep_the_stored_tables(tiny_release, tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_daily(tiny_release, tmp_path).success
+    first = run_features(tiny_release, tmp_path, instance=instance)
+    assert set(recomputed(first).values()) == {True}
+    again = run_features(tiny_release, tmp_path, instance=instance)
+    assert again.success and set(recomputed(again).values()) == {False}
+    assert all(
+        e.passed for e in again.get_asset_check_evaluations() if e.check_name != "constant_columns"
+    )
+    # A partial day before the cutoff is rewritten: its families and the matrix are rebuilt.
+    day = (
+        tmp_path / "warehouse" / "partials" / "temporal_daily" / "date=2022-04-20" / "data.parquet"
+    )
+    pl.read_parquet(day).head(3).write_parquet(day)
+    third = run_features(tiny_release, tmp_path, instance=instance)
+    flags = recomputed(third)
+    assert flags["temporal_features"] and flags["feature_matrix"]
+    assert not flags["session_features"] and not flags["identity_features"]
 
 
 # ---- the matrix's fill and scaling rules, in isolation -------------------------------------------

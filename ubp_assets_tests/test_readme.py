@@ -19,3 +19,18 @@ def test_readme_main_command_runs_the_main_job():
         "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]' && .venv/bin/ubp run\n"
         in (readme)
     )
+
+
+def test_readme_lists_every_feature():
+    import re
+
+    from ubp_assets.features.pipeline import FEATURES
+
+    readme = (ROOT / "README.md").read_text()
+    for name, feature in FEATURES.items():
+        shown = name
+        if feature.family == "identity":  # listed by pattern: vectors, price bins, ranked items
+            shown = re.sub(r"_\d\d$", "_NN", shown)
+            shown = re.sub(r"price\d_", "priceB_", shown)
+            shown = re.sub(r"_(cat|sku)\d{3}_(touch|buy|recent)$", r"_\1RRR_touch", shown)
+        assert f"`{shown}`" in readme, name

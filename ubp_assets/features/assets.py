@@ -2,10 +2,12 @@
 then the feature matrix. A new day costs one partial per family plus the folds."""
 
 import datetime as dt
+import hashlib
 
 import dagster as dg
 import numpy as np
 import polars as pl
+from dagster_duckdb import DuckDBResource
 
 from ubp_assets.events.assets import events
 from ubp_assets.events.raw_reader import read_products
@@ -15,8 +17,17 @@ from ubp_assets.features.pipeline import FEATURES, FOLDS, PARTIALS, Fold, Partia
 from ubp_assets.metadata import column_schema, markdown_table, png_markdown
 from ubp_assets.partitions import FIRST_DAY, LAST_DAY, event_days, window_days
 from ubp_assets.raw.assets import RAW_KEYS
+from ubp_assets.raw.files import file_state
 from ubp_assets.resources import WAREHOUSE_POOL, FeatureSettings, UbpStorage
-from ubp_assets.storage import day_range, missing_days, scan_days, write_day_partitions
+from ubp_assets.storage import (
+    DATA_FILE,
+    day_range,
+    missing_days,
+    partition_dir,
+    scan_days,
+    write_day_partitions,
+)
+from ubp_assets.warehouse import read_table, table_exists, write_table
 
 PARTIAL_CODE_VERSION = "1"
 FOLD_CODE_VERSION = "1"
@@ -92,21 +103,47 @@ def feature_cutoff(settings: FeatureSettings, challenge_split: pl.DataFrame) -> 
     return settings.cutoff_date(train_target_start, LAST_DAY)
 
 
-def load_partials(storage: UbpStorage, name: str, cutoff: dt.date) -> pl.LazyFrame:
-    """Every stored day of a partial before the cutoff; all of them must be there.
+def history_days(cutoff: dt.date) -> list[dt.date]:
+    """The days a fold sees: from the first partition to the day before the cutoff.
 
-    This is where the no-leakage rule lives: a fold never sees a day at or after its cutoff.
+    This is where the no-leakage rule lives: a fold never reads a day at or after its cutoff.
     """
-    last = min(cutoff - dt.timedelta(days=1), LAST_DAY)
-    days = day_range(FIRST_DAY, last)
+    return day_range(FIRST_DAY, min(cutoff - dt.timedelta(days=1), LAST_DAY))
+
+
+def load_partials(storage: UbpStorage, name: str, days: list[dt.date]) -> pl.LazyFrame:
+    """Every given day of a partial; all of them must be there."""
     absent = missing_days(storage.partials_dir / name, days)
     if absent:
         raise dg.Failure(
-            description=f"{name} lacks {len(absent)} day(s) before the cutoff {cutoff} "
-            f"({', '.join(map(str, absent[:5]))}{', ...' if len(absent) > 5 else ''}): backfill "
-            "those partitions first"
+            description=f"{name} lacks {len(absent)} day(s) before the cutoff "
+            f"{days[-1] + dt.timedelta(days=1)} ({', '.join(map(str, absent[:5]))}"
+            f"{', ...' if len(absent) > 5 else ''}): backfill those partitions first"
         )
     return scan_days(storage.partials_dir / name, days)
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def inputs_fingerprint(storage: UbpStorage, names: list[str], days: list[dt.date]) -> str:
+    """Size and modification time of every partial day a fold reads, and the relevant clients:
+    equal fingerprints mean equal inputs, so the stored table can stand."""
+    files = [
+        file_state(partition_dir(storage.partials_dir / name, day) / DATA_FILE).fingerprint
+        for name in names
+        for day in days
+    ]
+    return _fingerprint(*files, file_state(storage.relevant_clients_path).fingerprint)
+
+
+def _last_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey, name: str) -> object:
+    event = context.instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get(name)
+    return None if value is None else value.value
 
 
 def _summary(frame: pl.DataFrame) -> str:
@@ -126,39 +163,54 @@ def _summary(frame: pl.DataFrame) -> str:
     return markdown_table(stats, max_rows=60)
 
 
+FINGERPRINT = "input_fingerprint"
+
+
 def _fold_asset(family: str, spec: Fold) -> dg.AssetsDefinition:
+    table_name = f"{family}_features"
+
     @dg.asset(
-        name=f"{family}_features",
+        name=table_name,
         deps=[PARTIAL_ASSETS[n] for n in spec.partials],
         ins={"challenge_split": dg.AssetIn()},
         group_name=family,
         kinds={"polars", "duckdb"},
         code_version=FOLD_CODE_VERSION,
-        io_manager_key="warehouse_io",
         pool=WAREHOUSE_POOL,
-        description=spec.description,
+        description=f"{spec.description} A table in the DuckDB warehouse. When none of the "
+        "partial days it reads has changed since it was built, the stored table stands and the "
+        "fold costs only a look at the files.",
     )
     def _fold(
         context: dg.AssetExecutionContext,
         storage: UbpStorage,
+        warehouse: DuckDBResource,
         feature_settings: FeatureSettings,
         challenge_split: pl.DataFrame,
-    ) -> pl.DataFrame:
+    ) -> dg.MaterializeResult:
         cutoff = feature_cutoff(feature_settings, challenge_split)
+        days = history_days(cutoff)
+        partials = {n: load_partials(storage, n, days) for n in spec.partials}
+        fingerprint = inputs_fingerprint(storage, list(spec.partials), days)
+        fingerprint = _fingerprint(fingerprint, cutoff, FOLD_CODE_VERSION)
+        unchanged = _last_metadata(context, context.asset_key, FINGERPRINT) == fingerprint
+        if unchanged and table_exists(warehouse, table_name):
+            context.log.info(f"{table_name}: no input day changed; the stored table stands")
+            return dg.MaterializeResult(
+                metadata={FINGERPRINT: fingerprint, "cutoff": str(cutoff), "recomputed": False}
+            )
         relevant = pl.Series(load_relevant_clients(storage)).implode()
-        partials = {n: load_partials(storage, n, cutoff) for n in spec.partials}
         table, ranked = spec.compute(partials, cutoff)
         frame = table.filter(pl.col("client_id").is_in(relevant)).sort("client_id").collect()
-        extra = (
-            {}
-            if ranked is None
-            else {
-                f"ranked_{k}_ids": dg.MetadataValue.json({"ids_by_rank": v})
-                for k, v in ranked.items()
-            }
-        )
-        context.add_output_metadata(
-            {
+        write_table(warehouse, table_name, frame)
+        extra = {
+            f"ranked_{k}_ids": dg.MetadataValue.json({"ids_by_rank": v})
+            for k, v in (ranked or {}).items()
+        }
+        return dg.MaterializeResult(
+            metadata={
+                FINGERPRINT: fingerprint,
+                "recomputed": True,
                 "dagster/row_count": frame.height,
                 "dagster/column_schema": column_schema(
                     frame.schema, {n: f.description for n, f in FEATURES.items()}
@@ -169,7 +221,6 @@ def _fold_asset(family: str, spec: Fold) -> dg.AssetsDefinition:
                 **extra,
             }
         )
-        return frame
 
     return _fold
 
@@ -186,16 +237,15 @@ MATRIX_CHECKS = {
     "exact_client_set": "One row per relevant client, each exactly once.",
     "constant_columns": "Columns with one value for every client (reported as a warning).",
 }
+MATRIX_CODE_VERSION = "1"
 
 
 @dg.asset(
-    ins={a.key.to_user_string(): dg.AssetIn() for a in FOLDS_LIST}
-    | {"challenge_split": dg.AssetIn()},
-    deps=[RAW_KEYS["relevant_clients"]],
+    ins={"challenge_split": dg.AssetIn()},
+    deps=[*FOLDS_LIST, RAW_KEYS["relevant_clients"]],
     group_name="features",
     kinds={"polars", "duckdb"},
-    code_version="1",
-    io_manager_key="warehouse_io",
+    code_version=MATRIX_CODE_VERSION,
     pool=WAREHOUSE_POOL,
     check_specs=[
         dg.AssetCheckSpec(n, asset="feature_matrix", description=d)
@@ -204,34 +254,55 @@ MATRIX_CHECKS = {
     description="Every family joined for the relevant clients (one row each; clients without "
     "events get a defined row), missing values filled by each feature's rule (0 for counts, the "
     "median for rates, the history's length for day-distances), signed-log and robust scaled, "
-    "clipped to ±5, float32. The scaler is saved beside it to encode new clients.",
+    "clipped to ±5, float32. A table in the DuckDB warehouse; the scaler is saved beside it to "
+    "encode new clients. Rebuilt only when a family table changed.",
 )
 def feature_matrix(
     context: dg.AssetExecutionContext,
     storage: UbpStorage,
+    warehouse: DuckDBResource,
     feature_settings: FeatureSettings,
     challenge_split: pl.DataFrame,
-    **family_tables: pl.DataFrame,
 ):
     cutoff = feature_cutoff(feature_settings, challenge_split)
     relevant = load_relevant_clients(storage)
+    fingerprint = _fingerprint(
+        *[_last_metadata(context, a.key, FINGERPRINT) for a in FOLDS_LIST],
+        file_state(storage.relevant_clients_path).fingerprint,
+        cutoff,
+        MATRIX_CODE_VERSION,
+    )
+    if _last_metadata(context, context.asset_key, FINGERPRINT) == fingerprint and table_exists(
+        warehouse, "feature_matrix"
+    ):
+        context.log.info("no family table changed; the stored feature matrix stands")
+        matrix = read_table(warehouse, "feature_matrix")
+        yield dg.MaterializeResult(
+            metadata={FINGERPRINT: fingerprint, "cutoff": str(cutoff), "recomputed": False}
+        )
+        yield from _matrix_checks(matrix, relevant, _constant_columns(matrix))
+        return
+
     span = (cutoff - FIRST_DAY).days
-    built = build_feature_matrix(relevant, list(family_tables.values()), FEATURES, span)
+    tables = [read_table(warehouse, a.key.to_user_string()) for a in FOLDS_LIST]
+    built = build_feature_matrix(relevant, tables, FEATURES, span)
     matrix = built.matrix
+    write_table(warehouse, "feature_matrix", matrix)
     out_dir = storage.root / "warehouse" / "feature_matrix"
     out_dir.mkdir(parents=True, exist_ok=True)
     built.scaler.write_parquet(out_dir / "scaler.parquet")
-    values = matrix.drop("client_id").to_numpy()
-    finite = bool(np.isfinite(values).all())
-    ids = matrix["client_id"]
-    exact = ids.is_unique().all() and set(ids.to_list()) == set(relevant.tolist())
-    by_family = built.scaler.group_by("family", maintain_order=True).agg(pl.len().alias("features"))
+    by_family = built.scaler.group_by("family", maintain_order=True).agg(
+        pl.len().alias("features"),
+        pl.col("filled_share").mean().round(3).alias("mean_share_filled"),
+        pl.col("feature").is_in(built.constant).sum().alias("constant"),
+    )
     plot = png_markdown(
         _distribution_plot(matrix, built.scaler), storage.reports_dir / "feature_matrix.png"
     )
-    yield dg.Output(
-        matrix,
+    yield dg.MaterializeResult(
         metadata={
+            FINGERPRINT: fingerprint,
+            "recomputed": True,
             "dagster/row_count": matrix.height,
             "dagster/column_schema": column_schema(
                 matrix.schema,
@@ -240,29 +311,59 @@ def feature_matrix(
             "cutoff": str(cutoff),
             "features": matrix.width - 1,
             "features_by_family": dg.MetadataValue.md(markdown_table(by_family)),
+            "summary": dg.MetadataValue.md(_matrix_summary(matrix, built.scaler)),
             "scaler_path": dg.MetadataValue.path(str(out_dir / "scaler.parquet")),
             "distributions": dg.MetadataValue.md(plot),
             "constant_columns": len(built.constant),
-        },
+        }
     )
+    yield from _matrix_checks(matrix, relevant, built.constant)
+
+
+def _constant_columns(matrix: pl.DataFrame) -> list[str]:
+    spread = matrix.select(pl.exclude("client_id").n_unique()).row(0, named=True)
+    return [name for name, n in spread.items() if n <= 1]
+
+
+def _matrix_checks(matrix: pl.DataFrame, relevant: np.ndarray, constant: list[str]):
+    values = matrix.drop("client_id").to_numpy()
+    ids = matrix["client_id"]
+    exact = bool(ids.is_unique().all()) and set(ids.to_list()) == set(relevant.tolist())
     yield dg.AssetCheckResult(
         check_name="no_nan_or_infinity",
-        passed=finite,
+        passed=bool(np.isfinite(values).all()),
         metadata={"non_finite_values": int((~np.isfinite(values)).sum())},
     )
     yield dg.AssetCheckResult(
         check_name="exact_client_set",
-        passed=bool(exact),
+        passed=exact,
         metadata={"rows": matrix.height, "relevant_clients": len(relevant)},
     )
     yield dg.AssetCheckResult(
         check_name="constant_columns",
-        passed=not built.constant,
+        passed=not constant,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "count": len(built.constant),
-            "columns": ", ".join(built.constant[:50]) or "none",
-        },
+        metadata={"count": len(constant), "columns": ", ".join(constant[:50]) or "none"},
+    )
+
+
+def _matrix_summary(matrix: pl.DataFrame, scaler: pl.DataFrame) -> str:
+    quantiles = matrix.select(
+        pl.exclude("client_id").quantile(q).name.suffix(f"|{name}")
+        for name, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95))
+    ).row(0, named=True)
+    summary = scaler.select(
+        "feature",
+        "family",
+        pl.col("filled_share").round(3),
+        *[
+            pl.Series(q, [round(quantiles[f"{n}|{q}"], 2) for n in scaler["feature"]])
+            for q in ("p05", "p50", "p95")
+        ],
+    )
+    return (
+        "Scaled values (5th, 50th, 95th percentiles) and the share of clients whose value was "
+        "filled, for the first 80 features:\n\n" + markdown_table(summary, max_rows=80)
     )
 
 

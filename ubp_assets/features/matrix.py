@@ -23,7 +23,7 @@ CLIP = 5.0
 @dataclass(frozen=True)
 class FeatureMatrix:
     matrix: pl.DataFrame  # client_id, then one float32 column per feature
-    scaler: pl.DataFrame  # feature, family, fill, fill_value, center, scale
+    scaler: pl.DataFrame  # feature, family, fill, fill_value, center, scale, filled_share
     constant: list[str]  # features with one value for every client
 
 
@@ -90,7 +90,12 @@ def build_feature_matrix(
     unknown = [c for c in joined.columns if c != "client_id" and c not in features]
     if unknown:
         raise ValueError(f"columns without a registered feature: {unknown[:5]}")
-    scaler = fit_scaler(joined, features, span_days)
+    missing = joined.select(
+        pl.exclude("client_id").cast(pl.Float64).fill_nan(None).null_count() / joined.height
+    ).row(0)
+    scaler = fit_scaler(joined, features, span_days).with_columns(
+        pl.Series("filled_share", missing, dtype=pl.Float64)
+    )
     matrix = apply_scaler(joined, scaler)
     spread = matrix.select(pl.exclude("client_id").n_unique()).row(0, named=True)
     return FeatureMatrix(
