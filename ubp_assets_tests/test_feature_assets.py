@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -12,7 +13,7 @@ from ubp_assets.evaluation.assets import challenge_split
 from ubp_assets.events.assets import events
 from ubp_assets.features.assets import FOLDS_LIST, PARTIALS_LIST, feature_matrix
 from ubp_assets.features.common import Feature
-from ubp_assets.features.matrix import build_feature_matrix
+from ubp_assets.features.matrix import build_feature_matrix, check_stored_matrix
 from ubp_assets.resources import FeatureSettings, UbpStorage, build_resources
 from ubp_assets_tests.helpers import RANGE_END, RANGE_START, failure_message
 
@@ -208,8 +209,31 @@ def test_fill_rules_scaling_and_constant_columns():
         == m.filter(pl.col("client_id") == 2)["rate"][0]
     )
     assert m.drop("client_id").to_numpy().max() <= 5 and m.drop("client_id").to_numpy().min() >= -5
-    assert built.constant == ["flat", "undefined"]
+    with duckdb.connect() as conn:
+        conn.register("m", m.to_arrow())
+        conn.execute("CREATE TABLE feature_matrix AS SELECT * FROM m")
+        checks = check_stored_matrix(conn, "feature_matrix", np.array([1, 2, 3, 4, 5]))
+    assert checks.constant == ["flat", "undefined"]
+    assert checks.exact_client_set and checks.non_finite == 0
     assert np.isfinite(m.drop("client_id").to_numpy()).all()
+
+
+def test_stored_matrix_checks_fail_on_a_matrix_built_to_fail():
+    frame = pl.DataFrame(
+        {
+            "client_id": [1, 2, 2],
+            "a": [0.5, float("nan"), 1.0],
+            "b": [float("inf"), None, 0.0],
+            "c": [2.0, 2.0, 2.0],
+        }
+    )
+    with duckdb.connect() as conn:
+        conn.register("m", frame.to_arrow())
+        conn.execute("CREATE TABLE feature_matrix AS SELECT * FROM m")
+        checks = check_stored_matrix(conn, "feature_matrix", np.array([1, 2, 3]))
+    assert checks.non_finite == 3
+    assert not checks.exact_client_set and checks.rows == 3 and checks.distinct_clients == 2
+    assert checks.constant == ["c"]
 
 
 def test_unregistered_columns_are_refused():
