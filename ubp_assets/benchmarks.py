@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
 def _child_peak(code: str, env: dict[str, str] | None = None) -> tuple[dict, float, int]:
@@ -124,6 +125,7 @@ def bench_features(scale: str = "tenth", seed: int = 2025) -> dict:
     polars scan of the same raw files, and the cost of one new day against a full rebuild."""
     import polars as pl
 
+    from ubp_assets.cli import prepare_dagster_home
     from ubp_assets.synthetic import get_scale, write_release
     from ubp_assets.synthetic.generator import EVENT_FILES
 
@@ -141,9 +143,7 @@ def bench_features(scale: str = "tenth", seed: int = 2025) -> dict:
             pl.read_parquet(f"{raw}/{name}.parquet")
         figures["plain_scan_seconds"] = round(time.perf_counter() - started, 2)
 
-        os.makedirs(f"{tmp}/home", exist_ok=True)
-        with open(f"{tmp}/home/dagster.yaml", "w") as f:
-            f.write("telemetry:\n  enabled: false\n")
+        prepare_dagster_home(Path(tmp) / "home")
         env = {"UBP_DATA_DIR": f"{tmp}/data", "UBP_RAW_DIR": raw, "DAGSTER_HOME": f"{tmp}/home"}
         first, last = str(spec.first_day), str(spec.last_day)
         full, full_seconds, peak = _child_peak(

@@ -55,11 +55,7 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
         os.environ["UBP_RAW_DIR"] = str(Path(raw_dir).resolve())
     data = Path(os.environ.get("UBP_DATA_DIR", "data")).resolve()
     os.environ.setdefault("DAGSTER_HOME", str(data / "dagster_home"))
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        # A local SQLite instance in DAGSTER_HOME; no usage statistics leave the machine.
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
 
     import dagster as dg
 
@@ -105,6 +101,13 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
     _say(f"done in {time.perf_counter() - started:.1f}s; data in {storage.root}")
     _say(f"inspect it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev")
     return 0
+
+
+def prepare_dagster_home(home: Path) -> None:
+    """A local SQLite instance in `home`; no usage statistics leave the machine."""
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
 
 def raw_plan(raw: Path, scale: str, seed: int) -> str:
