@@ -1,4 +1,4 @@
-"""`ubp run`: the main job end to end, from (synthetic or real) raw files to the event table.
+"""`ubp run`: the main job end to end, from (synthetic or real) raw files to the feature matrix.
 
 Runs go through a persistent Dagster instance (DAGSTER_HOME, default <data_dir>/dagster_home), so
 `dagster dev` shows their history, lineage and metadata afterwards.
@@ -22,17 +22,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ubp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the main job end to end")
-    run.add_argument("--scale", default="demo", help="synthetic scale: tiny, demo, tenth, full")
+    scales = ["tiny", "demo", "tenth", "full"]
+    run.add_argument("--scale", default="demo", choices=scales, help="synthetic data's scale")
     run.add_argument("--seed", type=int, default=2025, help="synthetic data seed")
     run.add_argument("--data-dir", help="data directory (default: $UBP_DATA_DIR or ./data)")
     run.add_argument("--raw-dir", help="a real release's folder to read instead of synthetic data")
     bench = sub.add_parser("bench-synth", help="benchmark the generator's speed and peak memory")
-    bench.add_argument("--scale", default="tenth", help="scale to measure (default: tenth)")
-    bench.add_argument("--reference", default="demo", help="reference scale in the same run")
+    bench.add_argument("--scale", default="tenth", choices=scales, help="scale to measure")
+    bench.add_argument("--reference", default="demo", choices=scales, help="measured beside it")
     bench_features = sub.add_parser(
         "bench-features", help="benchmark raw -> feature_matrix, and the cost of a new day"
     )
-    bench_features.add_argument("--scale", default="tenth", help="default: tenth (17M events)")
+    bench_features.add_argument(
+        "--scale", default="tenth", choices=scales, help="default: tenth (17M events)"
+    )
     args = parser.parse_args(argv)
     if args.command == "bench-features":
         from ubp_assets.benchmarks import bench_features as bench
