@@ -268,3 +268,25 @@ def test_stored_partials_and_tables_equal_the_in_memory_pipeline(built, tiny_rel
             stored = conn.execute(f"SELECT * FROM {family}_features ORDER BY client_id").pl()
             assert stored.columns == wanted.columns, family
             assert stored.equals(wanted), family
+
+
+def test_folds_give_identical_tables_whatever_the_row_order(built):
+    """Float sums are exact in any order, so neither row order nor threads change a last bit."""
+    import datetime as dt
+
+    from ubp_assets.features.pipeline import PARTIALS, fold_families
+    from ubp_assets.storage import scan_days
+
+    data, _ = built
+    partials = {
+        name: scan_days(data / "warehouse" / "partials" / name).collect() for name in PARTIALS
+    }
+    cutoff = dt.date.fromisoformat(CUTOFF)
+    first = fold_families(partials, cutoff)
+    for seed in range(3):
+        again = fold_families(
+            {k: v.sample(fraction=1.0, shuffle=True, seed=seed) for k, v in partials.items()},
+            cutoff,
+        )
+        for family, table in first.items():
+            assert again[family].equals(table), family
