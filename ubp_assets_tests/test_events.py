@@ -75,6 +75,7 @@ def test_checks_pass_on_clean_data_and_the_warehouse_sees_the_table(tiny_release
         "timestamps_in_partition",
         "event_types_known",
         "skus_in_product_properties",
+        "raw_days_within_partitions",
     }
     assert all(e.passed for e in evaluations.values())
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
@@ -145,3 +146,19 @@ def test_scan_events_reads_back_all_days(tiny_release, tmp_path):
 def test_first_and_last_days_materialize(tiny_release, tmp_path, day):
     assert materialize_events(tiny_release, tmp_path, day).success
     assert stored_day(tmp_path, day).height > 0
+
+
+def test_raw_days_outside_the_partitions_are_reported(raw_copy, tmp_path):
+    """Days before the first partition would never be materialized: the check says so."""
+    visits = pl.read_parquet(raw_copy / "page_visit.parquet")
+    early = visits.head(2).with_columns(pl.lit("2022-03-01 12:00:00").alias("timestamp"))
+    pl.concat([early, visits]).write_parquet(raw_copy / "page_visit.parquet")
+    result = materialize_events(raw_copy, tmp_path, DAY)
+    assert result.success  # a warning, not an error
+    check = next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "raw_days_within_partitions"
+    )
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["raw_days"].value == "2022-03-01..2022-11-09"

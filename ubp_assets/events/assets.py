@@ -12,11 +12,12 @@ from ubp_assets.events.table import (
     check_keys_not_null,
     check_timestamps_in_partition,
     count_skus_missing_from_products,
+    raw_days_within,
     scan_events,
     write_quarantine,
 )
 from ubp_assets.metadata import column_schema, markdown_table
-from ubp_assets.partitions import event_days, window_days
+from ubp_assets.partitions import FIRST_DAY, LAST_DAY, event_days, window_days
 from ubp_assets.raw.assets import RAW_KEYS
 from ubp_assets.resources import WAREHOUSE_POOL, UbpStorage
 from ubp_assets.storage import DATA_FILE, day_range, write_day_partitions
@@ -27,6 +28,9 @@ CHECKS = {
     "event_types_known": "Every event_type is one of the five of the release.",
     "skus_in_product_properties": "Events whose SKU product_properties does not list "
     "(reported as a warning: their category and price are null).",
+    "raw_days_within_partitions": "The raw files' first and last days (from their parquet "
+    "statistics) fall inside the day partitions; days outside would never be materialized "
+    "(a warning: set UBP_FIRST_DAY / UBP_LAST_DAY).",
 }
 
 
@@ -72,6 +76,10 @@ def events(
         "event_types_known": (check_event_types_known(stored), dg.AssetCheckSeverity.ERROR),
         "skus_in_product_properties": (
             count_skus_missing_from_products(stored, build.products),
+            dg.AssetCheckSeverity.WARN,
+        ),
+        "raw_days_within_partitions": (
+            raw_days_within(storage.raw_path, FIRST_DAY, LAST_DAY),
             dg.AssetCheckSeverity.WARN,
         ),
     }

@@ -13,6 +13,7 @@ import polars as pl
 
 from ubp_assets.events.raw_reader import REASON, read_event_file, read_products
 from ubp_assets.events.schema import EVENT_TYPES, EVENTS_SCHEMA, RAW_EVENT_FILES, EventType
+from ubp_assets.raw.files import timestamp_span
 from ubp_assets.storage import atomic_write, scan_days
 
 REJECTED_FILE = "rejected.parquet"
@@ -130,3 +131,19 @@ def count_skus_missing_from_products(events: pl.LazyFrame, products: pl.DataFram
 def scan_events(root: str | Path, days: Iterable[dt.date] | None = None) -> pl.LazyFrame:
     """The stored event table (all days, or the given ones) with its `date` partition column."""
     return scan_days(root, days, schema=EVENTS_SCHEMA)
+
+
+def raw_days_within(raw_dir: str | Path, first: dt.date, last: dt.date) -> CheckOutcome:
+    """Whether every event file's days (from parquet statistics) lie within first..last."""
+    spans = {
+        name: timestamp_span(Path(raw_dir) / spec.filename)
+        for name, spec in RAW_EVENT_FILES.items()
+    }
+    known = [s for s in spans.values() if s is not None]
+    if not known:
+        return CheckOutcome(passed=True, figures={"raw_days": "unknown (no statistics)"})
+    low, high = min(s[0] for s in known), max(s[1] for s in known)
+    return CheckOutcome(
+        passed=first <= low and high <= last,
+        figures={"raw_days": f"{low}..{high}", "partition_days": f"{first}..{last}"},
+    )

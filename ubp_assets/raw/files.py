@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,3 +43,30 @@ def file_state(path: str | Path) -> FileState:
     return FileState(
         path=path, exists=True, size=stat.st_size, modified_ns=stat.st_mtime_ns, rows=rows
     )
+
+
+def timestamp_span(path: str | Path) -> tuple[dt.date, dt.date] | None:
+    """First and last day of a parquet file's `timestamp` column, from its row-group statistics
+    (nothing is read but the footer); None where the file keeps no statistics or has no rows."""
+    meta = pq.read_metadata(path)
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if "timestamp" not in names or meta.num_row_groups == 0:
+        return None
+    column = names.index("timestamp")
+    lows, highs = [], []
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        lows.append(stats.min)
+        highs.append(stats.max)
+    try:
+        return _day(min(lows)), _day(max(highs))
+    except (TypeError, ValueError):  # mixed or unparsable values: no cheap answer
+        return None
+
+
+def _day(value: object) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return dt.date.fromisoformat(str(value)[:10])
