@@ -39,3 +39,7 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
 def materialization_metadata(result: dg.ExecuteInProcessResult) -> dict:
     mats = result.asset_materializations_for_node("events")
     return {k: v.value for k, v in mats[0].metadata.items()}
+
+
+def check_named(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)

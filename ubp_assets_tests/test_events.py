@@ -17,7 +17,7 @@ from ubp_assets.events.table import (
     scan_events,
 )
 from ubp_assets_tests.conftest import EVENT_FILES, read_events
-from ubp_assets_tests.helpers import materialization_metadata, materialize_events
+from ubp_assets_tests.helpers import check_named, materialization_metadata, materialize_events
 
 DAY = "2022-06-01"
 
@@ -123,11 +123,7 @@ def test_unknown_skus_are_reported_as_a_warning(raw_copy, tmp_path):
     )
     result = materialize_events(raw_copy, tmp_path, DAY)
     assert result.success  # a warning, not an error
-    check = next(
-        e
-        for e in result.get_asset_check_evaluations()
-        if e.check_name == "skus_in_product_properties"
-    )
+    check = check_named(result, "skus_in_product_properties")
     assert not check.passed and check.severity.value == "WARN"
     assert check.metadata["unknown_skus"].value >= gone.len()
     assert (
@@ -155,10 +151,6 @@ def test_raw_days_outside_the_partitions_are_reported(raw_copy, tmp_path):
     pl.concat([early, visits]).write_parquet(raw_copy / "page_visit.parquet")
     result = materialize_events(raw_copy, tmp_path, DAY)
     assert result.success  # a warning, not an error
-    check = next(
-        e
-        for e in result.get_asset_check_evaluations()
-        if e.check_name == "raw_days_within_partitions"
-    )
+    check = check_named(result, "raw_days_within_partitions")
     assert not check.passed and check.severity.value == "WARN"
     assert check.metadata["raw_days"].value == "2022-03-01..2022-11-09"
