@@ -107,7 +107,7 @@ def parse_vector(column: str, dtype: pl.DataType) -> pl.Expr:
     )
 
 
-def _reasons(spec: RawFile, schema: pl.Schema) -> list[tuple[pl.Expr, str]]:
+def _reasons(spec: RawFile) -> list[tuple[pl.Expr, str]]:
     """(bad-row condition, reason) in order of precedence, over the raw and parsed columns."""
     checks: list[tuple[pl.Expr, str]] = []
     for column, kind in spec.columns.items():
@@ -144,7 +144,7 @@ def parse_raw(
         else:
             typed.append(pl.col(column).cast(pl.Int64))
     reason = pl.lit(None, dtype=pl.String)
-    for condition, text in reversed(_reasons(spec, schema)):
+    for condition, text in reversed(_reasons(spec)):
         reason = pl.when(condition).then(pl.lit(text)).otherwise(reason)
     frame = (
         lazy.with_columns(pl.col(c).alias(f"_raw_{c}") for c in spec.columns)

@@ -9,9 +9,7 @@ import polars as pl
 from ubp_assets.features.common import (
     BUY,
     CART,
-    REMOVE,
-    SEARCH,
-    VISIT,
+    SHORT,
     code,
     prefixed,
     ratio,
@@ -22,7 +20,6 @@ from ubp_assets.features.session import merge_sessions
 FAMILY = "conversion"
 PRICE_BINS = 5  # price buckets 0..99 in bins of 20
 BIN_WIDTH = 100 // PRICE_BINS
-COUNTS = {"search": SEARCH, "visit": VISIT, "cart": CART, "remove": REMOVE, "buy": BUY}
 
 FEATURES = registry(
     FAMILY,
@@ -63,7 +60,7 @@ def partial(events: pl.LazyFrame) -> pl.LazyFrame:
     return (
         events.group_by("client_id", "date")
         .agg(
-            *[(c == v).sum().cast(pl.Int32).alias(f"n_{k}") for k, v in COUNTS.items()],
+            *[(c == v).sum().cast(pl.Int32).alias(f"n_{SHORT[v]}") for v in SHORT],
             *[
                 ((c == v) & (price_bin == b)).sum().cast(pl.Int32).alias(f"{k}_bin{b}")
                 for k, v in (("cart", CART), ("buy", BUY))

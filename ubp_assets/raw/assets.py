@@ -74,11 +74,15 @@ def synthetic_raw(
     )
 
 
-RAW_KEYS = {name: dg.AssetKey(["raw", name]) for name in [*RAW_FILES, "relevant_clients"]}
+RAW_FILENAMES = {
+    **{name: spec.filename for name, spec in RAW_FILES.items()},
+    "relevant_clients": RELEVANT_CLIENTS,
+}
+RAW_KEYS = {name: dg.AssetKey(["raw", name]) for name in RAW_FILENAMES}
 
 
 def _raw_spec(name: str) -> dg.AssetSpec:
-    filename = RELEVANT_CLIENTS if name == "relevant_clients" else RAW_FILES[name].filename
+    filename = RAW_FILENAMES[name]
     return dg.AssetSpec(
         RAW_KEYS[name],
         deps=[synthetic_raw],
@@ -96,8 +100,7 @@ def _raw_spec(name: str) -> dg.AssetSpec:
 )
 def raw_files(storage: UbpStorage):
     for name, key in RAW_KEYS.items():
-        filename = RELEVANT_CLIENTS if name == "relevant_clients" else RAW_FILES[name].filename
-        state = file_state(storage.raw_path / filename)
+        state = file_state(storage.raw_path / RAW_FILENAMES[name])
         metadata: dict[str, object] = {
             "path": dg.MetadataValue.path(str(state.path)),
             "exists": state.exists,
