@@ -198,3 +198,94 @@ def print_features(figures: dict) -> None:
         f"one new day with UBP_FEATURE_CUTOFF=all (the folds take the day in): "
         f"{figures['new_day_all_seconds']}s = {figures['new_day_all_share']:.1%} of the full build"
     )
+
+
+def bench_model(scale: str = "demo", seed: int = 2025, trials: int = 3) -> dict:
+    """The autoencoder's training throughput against a plain reconstruction-only step of the same
+    network (the cost of the paper's two noisy views and InfoNCE), and the study's time per
+    trial, on a feature matrix built from a fresh synthetic release."""
+    import duckdb
+    import numpy as np
+    import torch
+
+    from ubp_assets.cli import prepare_dagster_home
+    from ubp_assets.evaluation.split import split_from_events
+    from ubp_assets.evaluation.targets import build_targets
+    from ubp_assets.events.table import scan_events
+    from ubp_assets.model.assets import tuning_tasks
+    from ubp_assets.model.autoencoder import ResidualAutoencoder
+    from ubp_assets.model.training import TrainConfig, train_autoencoder
+    from ubp_assets.model.tuning import make_objective, open_study
+    from ubp_assets.synthetic import get_scale, write_release
+
+    spec = get_scale(scale)
+    figures: dict = {"scale": scale}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = f"{tmp}/raw"
+        write_release(spec, seed, raw)
+        prepare_dagster_home(Path(tmp) / "home")
+        env = {"UBP_DATA_DIR": f"{tmp}/data", "UBP_RAW_DIR": raw, "DAGSTER_HOME": f"{tmp}/home"}
+        _child_peak(
+            f"from ubp_assets.benchmarks import run_pipeline\n"
+            f"result = run_pipeline({str(spec.first_day)!r}, {str(spec.last_day)!r})\n",
+            env,
+        )
+        with duckdb.connect(f"{tmp}/data/warehouse.duckdb", read_only=True) as conn:
+            matrix = conn.execute("SELECT * FROM feature_matrix").pl()
+        client_ids = matrix["client_id"].to_numpy()
+        features = matrix.drop("client_id").to_numpy()
+        figures["clients"], figures["features"] = features.shape
+
+        config = TrainConfig(epochs=3, patience=3)
+        trained = train_autoencoder(features, config)
+        figures["train_samples_per_second"] = round(trained.samples_per_second)
+        figures["parameters"] = trained.parameter_count
+
+        # Reference: one clean view, MSE only, same network, batch size and optimiser.
+        torch.manual_seed(0)
+        model = ResidualAutoencoder(features.shape[1], config.latent_dim)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+        x_all = torch.from_numpy(features)
+        started = time.perf_counter()
+        for lo in range(0, len(x_all) - config.batch_size, config.batch_size):
+            x = x_all[lo : lo + config.batch_size]
+            optimiser.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x)[0], x)
+            loss.backward()
+            optimiser.step()
+        plain = (len(x_all) - config.batch_size) / (time.perf_counter() - started)
+        figures["plain_samples_per_second"] = round(plain)
+        figures["ratio_to_plain"] = round(plain / trained.samples_per_second, 2)
+
+        events = scan_events(f"{tmp}/data/warehouse/events")
+        found = build_targets(events, split_from_events(events), np.load(spec_relevant(raw)))
+        tasks = tuning_tasks(client_ids, found)
+        study = open_study(f"sqlite:///{tmp}/study.db", seed=0)
+        base = TrainConfig(epochs=6, patience=3)
+        started = time.perf_counter()
+        study.optimize(make_objective(features, tasks, base, log=lambda _: None), n_trials=trials)
+        figures["trials"] = trials
+        figures["seconds_per_trial"] = round((time.perf_counter() - started) / trials, 1)
+        figures["trial_states"] = [t.state.name.lower() for t in study.trials]
+    return figures
+
+
+def spec_relevant(raw: str) -> Path:
+    return Path(raw) / "input" / "relevant_clients.npy"
+
+
+def print_model(figures: dict) -> None:
+    print(
+        f"scale {figures['scale']}: {figures['clients']:,} clients x {figures['features']} "
+        f"features; autoencoder of {figures['parameters']:,} parameters"
+    )
+    print(
+        f"training (two noisy views, MSE + InfoNCE + L2): "
+        f"{figures['train_samples_per_second']:,} samples/s; a plain one-view MSE step of the "
+        f"same network: {figures['plain_samples_per_second']:,} samples/s "
+        f"(plain / paper = {figures['ratio_to_plain']}x)"
+    )
+    print(
+        f"study: {figures['seconds_per_trial']}s per trial over {figures['trials']} trials "
+        f"of 6 epochs each, fast probe included ({', '.join(figures['trial_states'])})"
+    )

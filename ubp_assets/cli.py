@@ -1,4 +1,4 @@
-"""`ubp run`: the main job end to end, from (synthetic or real) raw files to the feature matrix.
+"""`ubp run`: the main job end to end, from (synthetic or real) raw files to the probe's scores.
 
 Runs go through a persistent Dagster instance (DAGSTER_HOME, default <data_dir>/dagster_home), so
 `dagster dev` shows their history, lineage and metadata afterwards.
@@ -36,7 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     bench_features.add_argument(
         "--scale", default="tenth", choices=scales, help="default: tenth (17M events)"
     )
+    bench_model = sub.add_parser(
+        "bench-model", help="benchmark the autoencoder's training throughput and study trials"
+    )
+    bench_model.add_argument("--scale", default="demo", choices=scales, help="default: demo")
+    bench_model.add_argument("--trials", type=int, default=3, help="study trials to time")
     args = parser.parse_args(argv)
+    if args.command == "bench-model":
+        from ubp_assets.benchmarks import bench_model as bench
+        from ubp_assets.benchmarks import print_model
+
+        print_model(bench(args.scale, trials=args.trials))
+        return 0
     if args.command == "bench-features":
         from ubp_assets.benchmarks import bench_features as bench
         from ubp_assets.benchmarks import print_features
@@ -101,6 +112,11 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
     )
     _say("challenge split, feature families folded over the history, feature matrix")
     _check(defs.resolve_job_def("features_job").execute_in_process(instance=instance))
+    _say("targets, the baselines, the Optuna study, the autoencoder, embeddings, probe scores")
+    _check(defs.resolve_job_def("embeddings_job").execute_in_process(instance=instance))
+    report = storage.reports_dir / "probe_scores.md"
+    if report.exists():
+        print(report.read_text().split("## Every term")[0].strip(), flush=True)
     _say(f"done in {time.perf_counter() - started:.1f}s; data in {storage.root}")
     _say(f"inspect it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev")
     return 0

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ubp_assets.evaluation.assets import challenge_split
+from ubp_assets.evaluation.assets import (
+    aggregated_baseline_embeddings,
+    challenge_split,
+    feature_matrix_embeddings,
+    probe_scores,
+    random_embeddings,
+    targets,
+)
 from ubp_assets.events.assets import events
 from ubp_assets.features.assets import FOLDS_LIST, PARTIALS_LIST, feature_matrix
+from ubp_assets.model.assets import autoencoder, hparam_study, user_embeddings
 from ubp_assets.raw.assets import RAW_KEYS, raw_files, synthetic_raw
 from ubp_assets.resources import build_resources
 
@@ -29,6 +37,22 @@ features_job = dg.define_asset_job(
     selection=[challenge_split, *FOLDS_LIST, feature_matrix],
     description="The challenge split, every family folded over the history, the feature matrix.",
 )
+EMBEDDINGS = [
+    targets,
+    random_embeddings,
+    aggregated_baseline_embeddings,
+    feature_matrix_embeddings,
+    hparam_study,
+    autoencoder,
+    user_embeddings,
+    probe_scores,
+]
+embeddings_job = dg.define_asset_job(
+    "embeddings_job",
+    selection=EMBEDDINGS,
+    description="The six tasks' targets, every method's embeddings (the baselines, the tuned "
+    "autoencoder's) and the probe's scores of them all.",
+)
 
 defs = dg.Definitions(
     assets=[
@@ -39,7 +63,8 @@ defs = dg.Definitions(
         challenge_split,
         *FOLDS_LIST,
         feature_matrix,
+        *EMBEDDINGS,
     ],
-    jobs=[synthetic_raw_job, observe_raw_job, daily_job, features_job],
+    jobs=[synthetic_raw_job, observe_raw_job, daily_job, features_job, embeddings_job],
     resources=build_resources(),
 )

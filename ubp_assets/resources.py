@@ -55,6 +55,21 @@ class UbpStorage(dg.ConfigurableResource):
         return self.root / "reports"
 
     @property
+    def target_dir(self) -> Path:
+        """The six tasks' target lists and windows, in the organisers' `target/` layout."""
+        return self.root / "evaluation" / "target"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        """One folder per embedding method, each in the challenge's submission format."""
+        return self.root / "embeddings"
+
+    @property
+    def models_dir(self) -> Path:
+        """The Optuna study's database and one autoencoder file per materialization."""
+        return self.root / "models"
+
+    @property
     def relevant_clients_path(self) -> Path:
         return self.raw_path / "input" / "relevant_clients.npy"
 
@@ -93,8 +108,53 @@ class FeatureSettings(dg.ConfigurableResource):
         return cls(cutoff=os.environ.get("UBP_FEATURE_CUTOFF", "split"))
 
 
+class ProbeSettings(dg.ConfigurableResource):
+    """How embeddings are scored (UBP_PROBE_PROFILE, UBP_DEVICE).
+
+    "official": the organisers' probe widths (2048/4096, about 51M parameters: a GPU's work);
+    "fast": the same structure at 256/512, for CPUs and tests. Scores from the two profiles are
+    not comparable with each other; every report says which produced it.
+    """
+
+    profile: str = Field(default="fast", description='"official" or "fast"')
+    device: str = Field(default="cpu", description='torch device: "cpu" or "cuda"')
+
+    @classmethod
+    def from_env(cls) -> ProbeSettings:
+        return cls(
+            profile=os.environ.get("UBP_PROBE_PROFILE", "fast"),
+            device=os.environ.get("UBP_DEVICE", "cpu"),
+        )
+
+
+class TrainingSettings(dg.ConfigurableResource):
+    """Where and how long the autoencoder trains (UBP_DEVICE, UBP_TRIALS, UBP_TRIAL_EPOCHS,
+    UBP_STUDY_TIMEOUT, UBP_EPOCHS). A materialization of hparam_study adds `trials` trials to the
+    stored study, within `study_timeout_s`."""
+
+    device: str = Field(default="cpu", description='torch device: "cpu" or "cuda"')
+    trials: int = Field(default=5, description="trials each hparam_study materialization adds")
+    trial_epochs: int = Field(default=6, description="autoencoder epochs in a tuning trial")
+    study_timeout_s: int = Field(default=1800, description="wall-clock limit of one study run")
+    epochs: int = Field(default=25, description="the final autoencoder's epochs (early-stopped)")
+
+    @classmethod
+    def from_env(cls) -> TrainingSettings:
+        env = os.environ
+        return cls(
+            device=env.get("UBP_DEVICE", "cpu"),
+            trials=int(env.get("UBP_TRIALS", "5")),
+            trial_epochs=int(env.get("UBP_TRIAL_EPOCHS", "6")),
+            study_timeout_s=int(env.get("UBP_STUDY_TIMEOUT", "1800")),
+            epochs=int(env.get("UBP_EPOCHS", "25")),
+        )
+
+
 def build_resources(
-    storage: UbpStorage | None = None, features: FeatureSettings | None = None
+    storage: UbpStorage | None = None,
+    features: FeatureSettings | None = None,
+    probe: ProbeSettings | None = None,
+    training: TrainingSettings | None = None,
 ) -> dict[str, object]:
     storage = storage or UbpStorage.from_env()
     storage.root.mkdir(parents=True, exist_ok=True)
@@ -102,6 +162,8 @@ def build_resources(
     return {
         "storage": storage,
         "feature_settings": features or FeatureSettings.from_env(),
+        "probe_settings": probe or ProbeSettings.from_env(),
+        "training_settings": training or TrainingSettings.from_env(),
         "warehouse": DuckDBResource(database=database),
         "warehouse_io": DuckDBPolarsIOManager(database=database, schema="main"),
     }

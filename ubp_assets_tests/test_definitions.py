@@ -54,6 +54,25 @@ def test_every_materializable_asset_is_described_grouped_versioned_and_kinded():
         assert node.kinds, key
 
 
+def test_the_lineage_reaches_probe_scores_from_the_raw_files_through_every_stage():
+    graph = defs.resolve_asset_graph()
+    upstream = graph.get(dg.AssetKey("probe_scores")).parent_keys
+    for name in (
+        "targets",
+        "random_embeddings",
+        "aggregated_baseline_embeddings",
+        "feature_matrix_embeddings",
+        "user_embeddings",
+    ):
+        assert dg.AssetKey(name) in upstream, name
+    ancestors = graph.upstream_key_iterator(dg.AssetKey("probe_scores"))
+    names = {k.to_user_string() for k in ancestors}
+    for name in ("raw/product_buy", "events", "feature_matrix", "hparam_study", "autoencoder"):
+        assert name in names, name
+    assert graph.get(dg.AssetKey("autoencoder")).group_name == "model"
+
+
 def test_jobs_exist():
-    for name in ("synthetic_raw_job", "observe_raw_job", "daily_job", "features_job"):
+    jobs = ("synthetic_raw_job", "observe_raw_job", "daily_job", "features_job", "embeddings_job")
+    for name in jobs:
         assert defs.resolve_job_def(name) is not None

@@ -33,7 +33,8 @@ def test_no_stage_imports_the_definitions():
 def test_pure_logic_does_not_import_dagster():
     pure = [
         PACKAGE / "storage.py",
-        PACKAGE / "evaluation" / "split.py",
+        *[p for p in (PACKAGE / "evaluation").glob("*.py") if p.name != "assets.py"],
+        *[p for p in (PACKAGE / "model").glob("*.py") if p.name != "assets.py"],
         *[p for p in (PACKAGE / "features").glob("*.py") if p.name != "assets.py"],
         *[p for p in (PACKAGE / "events").glob("*.py") if p.name != "assets.py"],
         *(PACKAGE / "synthetic").glob("*.py"),
@@ -51,3 +52,18 @@ def test_pure_logic_does_not_import_dagster():
             if isinstance(node, ast.ImportFrom) and node.module
         }
         assert not any(m.startswith("dagster") for m in modules if m), path
+
+
+def test_evaluation_imports_nothing_of_the_model():
+    for path in (PACKAGE / "evaluation").glob("*.py"):
+        assert not {n for n in imports_of(path) if n.startswith("ubp_assets.model")}, path
+
+
+def test_data_flows_one_way_from_events_to_features_to_model():
+    for path in (PACKAGE / "events").glob("*.py"):
+        upstream_only = {
+            n for n in imports_of(path) if n.startswith(("ubp_assets.features", "ubp_assets.model"))
+        }
+        assert not upstream_only, path
+    for path in (PACKAGE / "features").glob("*.py"):
+        assert not {n for n in imports_of(path) if n.startswith("ubp_assets.model")}, path

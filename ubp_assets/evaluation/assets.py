@@ -1,12 +1,49 @@
-"""The challenge's split as an asset: it fixes the input cutoff the features use for scoring."""
+"""Evaluation as assets: the split, the six tasks' targets, the baselines' embeddings and the
+probe's scores of every method, exactly as the RecSys Challenge 2025 organisers scored them."""
+
+import datetime as dt
+import time
 
 import dagster as dg
+import numpy as np
 import polars as pl
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-from ubp_assets.evaluation.split import split_from_events
+from ubp_assets.evaluation.baseline import BASELINE_DIM, aggregated_baseline
+from ubp_assets.evaluation.split import ChallengeSplit, split_from_events
+from ubp_assets.evaluation.submission import (
+    read_submission,
+    submission_problems,
+    write_submission,
+)
+from ubp_assets.evaluation.targets import (
+    TASKS,
+    Targets,
+    build_targets,
+    labels,
+    target_summary,
+    task_clients,
+)
 from ubp_assets.events.assets import events
 from ubp_assets.events.table import scan_events
-from ubp_assets.resources import UbpStorage
+from ubp_assets.features.assets import MATRIX_TABLE, feature_matrix, load_relevant_clients
+from ubp_assets.metadata import column_schema, markdown_table, png_markdown
+from ubp_assets.raw.assets import RAW_KEYS
+from ubp_assets.resources import WAREHOUSE_POOL, ProbeSettings, UbpStorage
+from ubp_assets.warehouse import read_table, write_table
+
+# Embedding methods the probe scores, in the report's order; each is an asset that writes
+# <data>/embeddings/<method>/ in the submission format. Later stages add theirs by name.
+# (Evaluation imports nothing of the model: its assets are named here by key.)
+SCORED_METHODS: dict[str, str] = {
+    "random": "random_embeddings",
+    "aggregated_baseline": "aggregated_baseline_embeddings",
+    "feature_matrix": "feature_matrix_embeddings",
+    "autoencoder_latent": "user_embeddings",
+    "autoencoder_latent_features": "user_embeddings",
+}
+SUBMISSION_CHECK = "submission_format"
 
 
 @dg.asset(
@@ -29,3 +66,342 @@ def challenge_split(context: dg.AssetExecutionContext, storage: UbpStorage) -> p
             "validation_target_start": [split.validation_target_start],
         }
     )
+
+
+def as_split(frame: pl.DataFrame) -> ChallengeSplit:
+    row = frame.row(0, named=True)
+    return ChallengeSplit(
+        row["end_date"], row["train_target_start"], row["validation_target_start"]
+    )
+
+
+@dg.asset(
+    ins={"challenge_split": dg.AssetIn()},
+    deps=[events, RAW_KEYS["relevant_clients"]],
+    group_name="evaluation",
+    kinds={"polars", "numpy"},
+    code_version="1",
+    description="The six tasks' targets in the organisers' `target/` layout: the 100 categories "
+    "and 100 SKUs bought most in the train target window, 100 new SKUs (bought there, seen in "
+    "no input event) and the 100 price buckets, each with its popularity for novelty; the "
+    "active clients; the relevant clients' buys of the train and validation windows (labels "
+    "for training and for scoring).",
+)
+def targets(
+    context: dg.AssetExecutionContext, storage: UbpStorage, challenge_split: pl.DataFrame
+) -> dg.MaterializeResult:
+    relevant = load_relevant_clients(storage)
+    built = build_targets(scan_events(storage.events_dir), as_split(challenge_split), relevant)
+    built.write(storage.target_dir)
+    summary = target_summary(built)
+    new_sku_buys = summary.filter(pl.col("task") == "propensity_new_sku")["validation_buys"]
+    return dg.MaterializeResult(
+        metadata={
+            "target_dir": dg.MetadataValue.path(str(storage.target_dir)),
+            "active_clients": len(built.active_clients),
+            "relevant_clients": len(relevant),
+            "train_window_buys": built.train_target.height,
+            "validation_window_buys": built.validation_target.height,
+            "tasks": dg.MetadataValue.md(
+                markdown_table(summary)
+                + "\n\nBuys of the task's values by the relevant clients in each window. A "
+                "propensity task whose values get only a handful of validation buys scores "
+                "noise, whatever the embedding."
+            ),
+            "new_sku_validation_buys": int(new_sku_buys[0]) if len(new_sku_buys) else 0,
+        }
+    )
+
+
+# ---- embeddings of the baselines -----------------------------------------------------------------
+
+
+def submission_check_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        SUBMISSION_CHECK,
+        asset=asset,
+        description="The organisers' rules: client_ids int64, exactly the relevant clients "
+        "each once; embeddings float16, 2-D, at most 2048 columns, no NaN or infinity.",
+    )
+
+
+def publish_embeddings(
+    storage: UbpStorage, method: str, client_ids: np.ndarray, vectors: np.ndarray, seconds: float
+):
+    """Write a method's submission files, then check the files as written."""
+    folder = storage.embeddings_dir / method
+    write_submission(folder, client_ids, vectors)
+    stored_ids, stored = read_submission(folder)
+    problems = submission_problems(stored_ids, stored, load_relevant_clients(storage))
+    preview = pl.DataFrame(
+        {"client_id": stored_ids[:5]}
+        | {f"dim_{j}": stored[:5, j].astype(np.float32) for j in range(min(8, stored.shape[1]))}
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "method": method,
+            "folder": dg.MetadataValue.path(str(folder)),
+            "clients": len(stored_ids),
+            "dimensions": stored.shape[1],
+            "build_seconds": round(seconds, 2),
+            "size_mib": round(stored.nbytes / 2**20, 2),
+            "preview": dg.MetadataValue.md(markdown_table(preview)),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name=SUBMISSION_CHECK,
+        passed=not problems,
+        metadata={"problems": "; ".join(problems) or "none"},
+    )
+
+
+class RandomEmbeddingsConfig(dg.Config):
+    dimensions: int = Field(default=64, description="width of the Gaussian vectors")
+    seed: int = Field(default=0)
+
+
+@dg.asset(
+    deps=[RAW_KEYS["relevant_clients"]],
+    group_name="baselines",
+    kinds={"numpy"},
+    code_version="1",
+    check_specs=[submission_check_spec("random_embeddings")],
+    description="Gaussian noise per relevant client: the sanity floor. The probe sees the same "
+    "clients in training and scoring, so a large probe can memorise even these (PROTOCOL.md).",
+)
+def random_embeddings(storage: UbpStorage, config: RandomEmbeddingsConfig):
+    started = time.perf_counter()
+    relevant = load_relevant_clients(storage)
+    vectors = np.random.default_rng(config.seed).standard_normal((len(relevant), config.dimensions))
+    yield from publish_embeddings(
+        storage, "random", relevant, vectors, time.perf_counter() - started
+    )
+
+
+@dg.asset(
+    ins={"challenge_split": dg.AssetIn()},
+    deps=[events, RAW_KEYS["relevant_clients"]],
+    group_name="baselines",
+    kinds={"polars", "numpy"},
+    code_version="1",
+    check_specs=[submission_check_spec("aggregated_baseline_embeddings")],
+    description=f"The organisers' aggregated-features baseline ({BASELINE_DIM} dimensions) from "
+    "the input (events before train_target_start): counts of the 10 most frequent SKUs, "
+    "categories and price buckets over the last 1, 7 and 30 days for buys, cart adds and "
+    "removals, the same over urls for page visits, the mean query vector for searches.",
+)
+def aggregated_baseline_embeddings(storage: UbpStorage, challenge_split: pl.DataFrame):
+    started = time.perf_counter()
+    relevant = load_relevant_clients(storage)
+    split = as_split(challenge_split)
+    vectors = aggregated_baseline(
+        scan_events(storage.events_dir), relevant, split.train_target_start
+    )
+    yield from publish_embeddings(
+        storage, "aggregated_baseline", relevant, vectors, time.perf_counter() - started
+    )
+
+
+@dg.asset(
+    deps=[feature_matrix],
+    group_name="baselines",
+    kinds={"duckdb", "numpy"},
+    code_version="1",
+    pool=WAREHOUSE_POOL,
+    check_specs=[submission_check_spec("feature_matrix_embeddings")],
+    description="The scaled feature matrix itself as an embedding: what the seed paper's "
+    "autoencoder has to compress without losing.",
+)
+def feature_matrix_embeddings(storage: UbpStorage, warehouse: DuckDBResource):
+    started = time.perf_counter()
+    matrix = read_table(warehouse, MATRIX_TABLE)
+    yield from publish_embeddings(
+        storage,
+        "feature_matrix",
+        matrix["client_id"].to_numpy(),
+        matrix.drop("client_id").to_numpy(),
+        time.perf_counter() - started,
+    )
+
+
+# ---- the probe's scores --------------------------------------------------------------------------
+
+SCORES_TABLE = "probe_scores"
+
+
+def score_method(
+    client_ids: np.ndarray,
+    vectors: np.ndarray,
+    found: Targets,
+    profile_name: str,
+    device: str,
+) -> list[dict]:
+    """One row per task: the organisers' probe trained on the train window's labels and scored,
+    epoch by epoch, on the validation window's; the best epoch's score counts."""
+    from ubp_assets.evaluation.metrics import single_class_labels
+    from ubp_assets.evaluation.probe import PROFILES, run_probe
+
+    profile = PROFILES[profile_name]
+    rows = []
+    for task in TASKS.values():
+        if not task.is_binary and len(found.values[task.name]) == 0:
+            continue
+        rows_of_task = task_clients(task, client_ids, found)
+        ids = client_ids[rows_of_task]
+        train = labels(task, ids, found.train_target, found)
+        score = labels(task, ids, found.validation_target, found)
+        result = run_probe(
+            vectors[rows_of_task],
+            train,
+            score,
+            popularity=None if task.is_binary else found.popularity[task.name],
+            profile=profile,
+            device=device,
+        )
+        best = result.best
+        single = single_class_labels(score)
+        two_class = score.shape[1] - single
+        rows.append(
+            {
+                "task": task.name,
+                "auroc": best.auroc,
+                # single-class labels count 0 in the organisers' macro AUROC; this is the mean
+                # over the labels that can be scored, to tell a weak method from thin data
+                "auroc_two_class_labels": best.auroc * score.shape[1] / two_class
+                if two_class
+                else None,
+                "diversity": best.diversity,
+                "novelty": best.novelty,
+                "score": best.score,
+                "best_epoch": result.best_epoch + 1,
+                "clients": len(ids),
+                "single_class_labels": single,
+                "seconds": round(result.train_seconds, 2),
+            }
+        )
+    return rows
+
+
+@dg.asset(
+    deps=[targets, *dict.fromkeys(SCORED_METHODS.values())],
+    group_name="evaluation",
+    kinds={"pytorch", "duckdb"},
+    code_version="1",
+    pool=WAREHOUSE_POOL,
+    description="Every embedding method scored on the six tasks by the organisers' probe "
+    "(trained on the train window's labels, scored on the validation window's, best of 3 "
+    "epochs): AUROC, diversity, novelty and the task score, with the sum over tasks. A table in "
+    "the warehouse and a report with a bar chart under reports/.",
+)
+def probe_scores(
+    context: dg.AssetExecutionContext,
+    storage: UbpStorage,
+    warehouse: DuckDBResource,
+    probe_settings: ProbeSettings,
+) -> dg.MaterializeResult:
+    from ubp_assets.evaluation.probe import PROFILES
+
+    if probe_settings.profile not in PROFILES:
+        raise dg.Failure(
+            description=f"probe profile {probe_settings.profile!r} is not one of {list(PROFILES)}"
+        )
+    found = Targets.read(storage.target_dir)
+    rows = []
+    for method, asset_name in SCORED_METHODS.items():
+        folder = storage.embeddings_dir / method
+        if not folder.is_dir():
+            raise dg.Failure(description=f"{folder} is missing: materialize {asset_name} first")
+        client_ids, vectors = read_submission(folder)
+        context.log.info(f"scoring {method} ({vectors.shape[1]} dimensions) on every task")
+        for row in score_method(
+            client_ids, vectors, found, probe_settings.profile, probe_settings.device
+        ):
+            rows.append({"method": method, "dimensions": vectors.shape[1], **row})
+            context.log.info(f"  {method} {row['task']}: {row['score']:.4f}")
+    scores = with_sums(pl.DataFrame(rows)).with_columns(
+        pl.lit(probe_settings.profile).alias("profile"),
+        pl.lit(probe_settings.device).alias("device"),
+        pl.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).alias("scored_at"),
+    )
+    write_table(warehouse, SCORES_TABLE, scores)
+    report = write_report(storage, scores)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": scores.height,
+            "dagster/column_schema": column_schema(scores.schema),
+            "profile": probe_settings.profile,
+            "device": probe_settings.device,
+            "scores": dg.MetadataValue.md(score_table(scores)),
+            "chart": dg.MetadataValue.md(report),
+            "report": dg.MetadataValue.path(str(storage.reports_dir / "probe_scores.md")),
+        }
+    )
+
+
+def with_sums(scores: pl.DataFrame) -> pl.DataFrame:
+    return scores.with_columns(pl.col("score").sum().over("method").alias("sum_over_tasks"))
+
+
+def score_table(scores: pl.DataFrame) -> str:
+    """Methods as rows, tasks as columns, the sum last: the shape of the challenge's tables."""
+    order = [t for t in TASKS if t in set(scores["task"])]
+    wide = (
+        scores.pivot(on="task", index="method", values="score")
+        .select("method", *order)
+        .join(scores.select("method", "sum_over_tasks").unique(), on="method")
+        .join(
+            pl.DataFrame({"method": scores["method"].unique(maintain_order=True)}).with_row_index(),
+            on="method",
+        )
+        .sort("index")
+        .drop("index")
+        .rename({"sum_over_tasks": "sum"})
+    )
+    return markdown_table(wide, max_rows=50)
+
+
+def write_report(storage: UbpStorage, scores: pl.DataFrame) -> str:
+    """reports/probe_scores.md with the table and reports/probe_scores.png; returns the chart's
+    markdown for the UI."""
+    chart = png_markdown(_score_chart(scores), storage.reports_dir / "probe_scores.png")
+    profile = scores["profile"][0]
+    detail = scores.select(
+        "method", "task", "auroc", "diversity", "novelty", "score", "best_epoch", "clients"
+    )
+    text = (
+        f"# Probe scores ({profile} probe, device {scores['device'][0]})\n\n"
+        "Validation-window scores, the organisers' protocol (PROTOCOL.md).\n\n"
+        f"{score_table(scores)}\n\n## Every term\n\n{markdown_table(detail, max_rows=200)}\n\n"
+        "![probe scores](probe_scores.png)\n"
+    )
+    (storage.reports_dir / "probe_scores.md").write_text(text)
+    return chart
+
+
+def _score_chart(scores: pl.DataFrame):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in TASKS if t in set(scores["task"])]
+    methods = scores["method"].unique(maintain_order=True).to_list()
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(tasks)), 4))
+    for i, method in enumerate(methods):
+        of_method = scores.filter(pl.col("method") == method)
+        by_task = dict(zip(of_method["task"], of_method["score"], strict=True))
+        ax.bar(
+            [t + i * width for t in range(len(tasks))],
+            [by_task.get(t, 0.0) for t in tasks],
+            width,
+            label=method,
+        )
+    ax.set_xticks([t + width * (len(methods) - 1) / 2 for t in range(len(tasks))])
+    ax.set_xticklabels(tasks, fontsize=8)
+    ax.set_ylim(0.4, 1.0)
+    ax.set_ylabel("score (validation window)")
+    ax.set_title(f"Probe scores by task ({scores['profile'][0]} probe)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""The seed paper's residual contrastive autoencoder (pure torch; import the submodules)."""

@@ -1,0 +1,162 @@
+"""The Optuna study over the autoencoder's hyper-parameters, without touching the scored window.
+
+Objective: train the autoencoder with a trial's parameters, encode every relevant client, then
+train the fast probe on half of the clients and score it on the other half, with labels from the
+train target window only; the value is the mean score over churn and the propensity tasks whose
+labels that window fills. The validation window (the exam) is never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch loads only when a study runs, not when Dagster loads the definitions
+    from ubp_assets.model.training import TrainConfig
+
+STUDY_NAME = "residual_autoencoder"
+OBJECTIVE = (
+    "mean fast-probe score over churn and the propensity tasks, probe trained on one half of "
+    "the relevant clients and scored on the other, labels from the train target window only"
+)
+
+
+@dataclass(frozen=True)
+class TuningTask:
+    """One task of the objective: labels from the train window for every relevant client (rows
+    not in the task, such as churn's inactive clients, are left out of both halves)."""
+
+    name: str
+    labels: np.ndarray  # (n_clients, k) float32
+    rows: np.ndarray  # indices of the clients the task covers
+    popularity: np.ndarray | None  # None: a churn-type task
+
+
+def halves(rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of a task's clients: the probe trains on the first half, scores the second."""
+    order = np.random.default_rng(seed).permutation(len(rows))
+    cut = len(rows) // 2
+    return np.sort(rows[order[:cut]]), np.sort(rows[order[cut:]])
+
+
+def fills_its_labels(task: TuningTask, score_rows: np.ndarray) -> bool:
+    """A propensity task enters the objective when most of its labels have a buyer among the
+    scored clients; otherwise its AUROC is mostly the zeros of single-class labels (noise)."""
+    if task.popularity is None:
+        return True
+    positives = task.labels[score_rows].sum(axis=0) > 0
+    return bool(positives.mean() >= 0.5)
+
+
+def probe_value(
+    latent: np.ndarray, tasks: list[TuningTask], profile_name: str, device: str, seed: int
+) -> dict[str, float]:
+    """Each task's fast-probe score on the held-out half of its clients."""
+    from ubp_assets.evaluation.probe import PROFILES, run_probe
+
+    profile = PROFILES[profile_name]
+    scores = {}
+    for task in tasks:
+        train_rows, score_rows = halves(task.rows, seed)
+        if not fills_its_labels(task, score_rows):
+            continue
+        result = run_probe(
+            latent,
+            task.labels,
+            task.labels,
+            popularity=task.popularity,
+            profile=profile,
+            device=device,
+            train_rows=train_rows,
+            score_rows=score_rows,
+        )
+        scores[task.name] = result.best.score
+    return scores
+
+
+def suggest_config(trial, base: TrainConfig) -> TrainConfig:
+    """The search space: the paper's latent sizes and the loss's weights, on log scales."""
+    return replace(
+        base,
+        latent_dim=trial.suggest_categorical("latent_dim", [32, 64]),
+        lambda_con=trial.suggest_float("lambda_con", 0.01, 1.0, log=True),
+        lambda_l2=trial.suggest_float("lambda_l2", 1e-6, 1e-2, log=True),
+        learning_rate=trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+        temperature=trial.suggest_float("temperature", 0.05, 0.5, log=True),
+        batch_size=trial.suggest_categorical("batch_size", [128, 256, 512]),
+    )
+
+
+def make_objective(
+    features: np.ndarray,
+    tasks: list[TuningTask],
+    base: TrainConfig,
+    probe_profile: str = "fast",
+    log: Callable[[str], None] = print,
+) -> Callable:
+    """Optuna's objective. Each epoch reports the negated held-out reconstruction error (higher
+    is better, like the objective) so the median pruner stops trials that reconstruct worse than
+    the median trial did at the same epoch."""
+    import optuna
+
+    from ubp_assets.model.training import encode, train_autoencoder
+
+    def objective(trial: optuna.Trial) -> float:
+        config = suggest_config(trial, base)
+
+        def on_epoch(epoch: int, holdout_mse: float) -> None:
+            trial.report(-holdout_mse, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        trained = train_autoencoder(features, config, on_epoch=on_epoch)
+        latent = encode(trained.model, features, device=config.device)
+        scores = probe_value(latent, tasks, probe_profile, config.device, base.seed)
+        if not scores:
+            raise ValueError("no task has labels enough to tune on")
+        for name, value in scores.items():
+            trial.set_user_attr(f"score_{name}", value)
+        trial.set_user_attr("epochs_trained", len(trained.history))
+        trial.set_user_attr("samples_per_second", trained.samples_per_second)
+        value = float(np.mean(list(scores.values())))
+        log(f"trial {trial.number}: {value:.4f} {trial.params}")
+        return value
+
+    return objective
+
+
+def open_study(storage_url: str, seed: int):
+    """Create or resume the study. The sampler's seed moves on with the trials already stored, so
+    a resumed study draws new points (a fresh sampler with the first seed would repeat them)
+    while staying reproducible from its history."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    existing = optuna.create_study(
+        study_name=STUDY_NAME, storage=storage_url, direction="maximize", load_if_exists=True
+    )
+    done = len(existing.trials)
+    return optuna.load_study(
+        study_name=STUDY_NAME,
+        storage=storage_url,
+        sampler=optuna.samplers.TPESampler(seed=seed + done, n_startup_trials=4),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+    )
+
+
+def trials_table(study) -> list[dict]:
+    rows = []
+    for t in study.trials:
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "value": t.value,
+                "seconds": round(t.duration.total_seconds(), 1) if t.duration else None,
+                **t.params,
+            }
+        )
+    return rows

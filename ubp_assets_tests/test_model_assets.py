@@ -1,0 +1,162 @@
+"""The Optuna study, the autoencoder and the user embeddings through Dagster, on the tiny scale."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import duckdb
+import numpy as np
+import optuna
+import pytest
+
+from ubp_assets.definitions import EMBEDDINGS
+from ubp_assets.evaluation.assets import challenge_split
+from ubp_assets.evaluation.submission import read_submission
+from ubp_assets.events.assets import events
+from ubp_assets.features.assets import FOLDS_LIST, PARTIALS_LIST, feature_matrix
+from ubp_assets.model.tuning import STUDY_NAME, halves, open_study
+from ubp_assets.resources import (
+    FeatureSettings,
+    ProbeSettings,
+    TrainingSettings,
+    UbpStorage,
+    build_resources,
+)
+from ubp_assets_tests.helpers import RANGE_END, RANGE_START
+
+FIRST, LAST = "2022-04-14", "2022-11-09"
+UPSTREAM = ["events", "*_daily", "challenge_split", "*_features", "feature_matrix", "targets"]
+MODEL = ["hparam_study", "autoencoder", "user_embeddings"]
+
+
+def resources(raw, data, trials=2):
+    return build_resources(
+        UbpStorage(data_dir=str(data), raw_dir=str(raw)),
+        FeatureSettings(cutoff="split"),
+        ProbeSettings(profile="fast"),
+        TrainingSettings(trials=trials, trial_epochs=2, epochs=3),
+    )
+
+
+ALL = [events, *PARTIALS_LIST, challenge_split, *FOLDS_LIST, feature_matrix, *EMBEDDINGS]
+
+
+def materialize(raw, data, names, instance, trials=2, **kwargs):
+    keys = [a.key for a in ALL if any(_match(a.key, n) for n in names)]
+    return dg.materialize(
+        ALL, selection=keys, resources=resources(raw, data, trials), instance=instance, **kwargs
+    )
+
+
+def _match(key: dg.AssetKey, pattern: str) -> bool:
+    name = key.to_user_string()
+    return name.endswith(pattern[1:]) if pattern.startswith("*") else name == pattern
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_release, tmp_path_factory):
+    data = tmp_path_factory.mktemp("model")
+    instance = dg.DagsterInstance.ephemeral()
+    daily = [n for n in UPSTREAM if n in ("events", "*_daily")]
+    assert materialize(
+        tiny_release, data, daily, instance, tags={RANGE_START: FIRST, RANGE_END: LAST}
+    ).success
+    rest = [n for n in UPSTREAM if n not in daily]
+    assert materialize(tiny_release, data, rest, instance).success
+    first = materialize(tiny_release, data, MODEL, instance)
+    assert first.success
+    return data, instance, first
+
+
+def metadata_of(result, asset: str) -> dict:
+    mats = result.asset_materializations_for_node(asset)
+    return {k: v.value for k, v in mats[-1].metadata.items()}
+
+
+def test_the_study_resumes_and_grows(trained, tiny_release):
+    data, instance, first = trained
+    assert metadata_of(first, "hparam_study")["trials_total"] == 2
+    again = materialize(tiny_release, data, ["hparam_study"], instance, trials=1)
+    meta = metadata_of(again, "hparam_study")
+    assert meta["trials_total"] == 3 and meta["trials_added"] == 1
+    study = optuna.load_study(
+        study_name=STUDY_NAME, storage=f"sqlite:///{data / 'models' / 'hparam_study.db'}"
+    )
+    assert len(study.trials) == 3
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == 3  # the resumed sampler draws new points
+    best = json.loads((data / "models" / "best_params.json").read_text())
+    assert best["value"] == max(t.value for t in study.trials if t.value is not None)
+    assert {"latent_dim", "lambda_con", "lambda_l2", "learning_rate", "temperature"} <= set(
+        best["params"]
+    )
+
+
+def test_the_autoencoder_file_and_its_metadata(trained):
+    data, _, first = trained
+    meta = metadata_of(first, "autoencoder")
+    path = meta["model_path"]
+    assert path.endswith(".pt") and (data / "models" / "autoencoder").is_dir()
+    assert meta["parameters"] > 1_000_000  # the paper's widths
+    assert meta["device"] == "cpu"
+    assert meta["samples_per_second"] > 0
+    for term in ("train_reconstruction", "train_contrastive", "train_l2", "holdout_reconstruction"):
+        assert np.isfinite(meta[f"final_{term}"]), term
+    assert "data:image/png;base64" in meta["loss_curves"]
+
+
+def test_user_embeddings_in_both_compositions_and_the_table(trained):
+    data, _, first = trained
+    latent_ids, latent = read_submission(data / "embeddings" / "autoencoder_latent")
+    _, joined = read_submission(data / "embeddings" / "autoencoder_latent_features")
+    ids, chosen = read_submission(data / "embeddings" / "user_embeddings")
+    assert latent.shape[1] in (32, 64) and latent.dtype == np.float16
+    assert joined.shape[1] > latent.shape[1]
+    np.testing.assert_array_equal(joined[:, : latent.shape[1]], latent)
+    np.testing.assert_array_equal(chosen, latent)  # the default composition is the latent
+    np.testing.assert_array_equal(ids, latent_ids)
+    checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
+    assert checks["submission_format"]
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        (rows,) = conn.execute("SELECT count(*) FROM user_embeddings").fetchone()
+    assert rows == len(ids) == 1_000
+
+
+def test_a_bad_composition_is_refused(trained, tiny_release):
+    data, instance, _ = trained
+    result = materialize(
+        tiny_release,
+        data,
+        ["user_embeddings"],
+        instance,
+        run_config={"ops": {"user_embeddings": {"config": {"composition": "everything"}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+
+
+def test_pruning_prunes_trials_worse_than_the_median(tmp_path):
+    study = open_study(f"sqlite:///{tmp_path / 's.db'}", seed=0)
+
+    def objective(trial):
+        quality = 1.0 if trial.number < 3 else -1.0  # later trials reconstruct worse
+        for epoch in range(5):
+            trial.report(quality * (epoch + 1), epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return quality
+
+    study.optimize(objective, n_trials=6)
+    states = [t.state.name for t in study.trials]
+    assert states[:3] == ["COMPLETE"] * 3
+    assert states[3:] == ["PRUNED"] * 3
+
+
+def test_halves_are_a_seeded_disjoint_split():
+    rows = np.arange(10, 30)
+    a, b = halves(rows, seed=1)
+    assert len(a) == 10 and len(b) == 10 and not set(a) & set(b)
+    assert set(a) | set(b) == set(rows)
+    again = halves(rows, seed=1)
+    np.testing.assert_array_equal(a, again[0])
