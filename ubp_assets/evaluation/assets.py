@@ -399,7 +399,7 @@ def _score_chart(scores: pl.DataFrame):
         )
     ax.set_xticks([t + width * (len(methods) - 1) / 2 for t in range(len(tasks))])
     ax.set_xticklabels(tasks, fontsize=8)
-    ax.set_ylim(0.4, 1.0)
+    ax.set_ylim(0.0, 1.0)
     ax.set_ylabel("score (validation window)")
     ax.set_title(f"Probe scores by task ({scores['profile'][0]} probe)")
     ax.legend(fontsize=7, ncol=2)

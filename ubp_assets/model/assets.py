@@ -91,8 +91,7 @@ def hparam_study(
         timeout=training_settings.study_timeout_s,
         catch=(),
     )
-    complete = [t for t in study.trials if t.value is not None]
-    if not complete:
+    if not [t for t in study.trials if t.state.name == "COMPLETE"]:
         raise dg.Failure(description="no trial of the study has completed yet")
     best = study.best_trial
     (storage.models_dir / BEST_PARAMS).write_text(
@@ -108,7 +107,9 @@ def hparam_study(
             "best_value": float(best.value),
             "best_trial": best.number,
             "best_params": dg.MetadataValue.json(best.params),
-            "best_task_scores": dg.MetadataValue.json(best.user_attrs),
+            "best_task_scores": dg.MetadataValue.json(
+                {k[6:]: v for k, v in best.user_attrs.items() if k.startswith("score_")}
+            ),
             "trials": dg.MetadataValue.md(markdown_table(trials, max_rows=100)),
             "study_database": dg.MetadataValue.path(str(database)),
             "plots": dg.MetadataValue.md(
@@ -270,7 +271,7 @@ def _study_plot(study):
     import matplotlib.pyplot as plt
     import optuna
 
-    done = [t for t in study.trials if t.value is not None]
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
     fig, (history, importance) = plt.subplots(1, 2, figsize=(11, 3.6))
     numbers = [t.number for t in done]
     values = [t.value for t in done]

@@ -154,7 +154,8 @@ def trials_table(study) -> list[dict]:
             {
                 "trial": t.number,
                 "state": t.state.name.lower(),
-                "value": t.value,
+                "value": t.value if t.state.name == "COMPLETE" else None,
+                "last_epoch": max(t.intermediate_values, default=None),
                 "seconds": round(t.duration.total_seconds(), 1) if t.duration else None,
                 **t.params,
             }
