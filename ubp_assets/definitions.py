@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ubp_assets.automation import (
+    FOLLOWS_INPUTS,
+    RETRAINS_WEEKLY,
+    automation_sensor,
+    raw_files_sensor,
+)
 from ubp_assets.evaluation.assets import (
     aggregated_baseline_embeddings,
     challenge_split,
@@ -54,10 +60,32 @@ embeddings_job = dg.define_asset_job(
     "autoencoder's) and the probe's scores of them all.",
 )
 
-defs = dg.Definitions(
-    assets=[
+daily_schedule = dg.build_schedule_from_partitioned_job(
+    daily_job,
+    hour_of_day=2,
+    name="daily_schedule",
+    description="Each night, yesterday's events partition and daily partials.",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+
+# Who starts what: the schedule and the raw-files sensor run the day partitions; the rest of
+# the graph follows them by declarative automation, except the model, which retrains weekly.
+MANUAL = {"synthetic_raw"}
+WEEKLY = {"hparam_study", "autoencoder"}
+
+
+def with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
+    name = spec.key.to_user_string()
+    if name in MANUAL or spec.partitions_def is not None:
+        return spec
+    condition = RETRAINS_WEEKLY if name in WEEKLY else FOLLOWS_INPUTS
+    return spec.replace_attributes(automation_condition=condition)
+
+
+ASSETS = dg.map_asset_specs(
+    with_automation,
+    [
         synthetic_raw,
-        raw_files,
         events,
         *PARTIALS_LIST,
         challenge_split,
@@ -65,6 +93,18 @@ defs = dg.Definitions(
         feature_matrix,
         *EMBEDDINGS,
     ],
-    jobs=[synthetic_raw_job, observe_raw_job, daily_job, features_job, embeddings_job],
-    resources=build_resources(),
 )
+
+
+def make_definitions(resources: dict[str, object]) -> dg.Definitions:
+    """The code location's definitions over the given resources (tests point them elsewhere)."""
+    return dg.Definitions(
+        assets=[*ASSETS, raw_files],
+        jobs=[synthetic_raw_job, observe_raw_job, daily_job, features_job, embeddings_job],
+        schedules=[daily_schedule],
+        sensors=[raw_files_sensor, automation_sensor],
+        resources=resources,
+    )
+
+
+defs = make_definitions(build_resources())
