@@ -123,10 +123,11 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
 
 
 def prepare_dagster_home(home: Path) -> None:
-    """A local SQLite instance in `home`; no usage statistics leave the machine."""
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    """A local SQLite instance in `home` (the project's settings, unless the user has their own
+    dagster.yaml there)."""
+    from ubp_assets.instance import write_instance_yaml
+
+    write_instance_yaml(home)
 
 
 def raw_plan(raw: Path, scale: str, seed: int) -> str:
