@@ -14,6 +14,7 @@ import json
 
 import dagster as dg
 
+from ubp_assets.events.schema import RAW_EVENT_FILES
 from ubp_assets.features.pipeline import PARTIALS
 from ubp_assets.partitions import FIRST_DAY, LAST_DAY
 from ubp_assets.raw.assets import RAW_FILENAMES, RAW_KEYS
@@ -35,8 +36,6 @@ RETRAINS_WEEKLY = (
     dg.AutomationCondition.on_cron(WEEKLY) | dg.AutomationCondition.code_version_changed()
 ).with_label("weekly, or when its code changes")
 
-EVENT_FILES = [n for n in RAW_FILENAMES if n not in ("product_properties", "relevant_clients")]
-
 
 def raw_fingerprints(storage: UbpStorage) -> dict[str, str]:
     return {
@@ -49,7 +48,7 @@ def raw_days(storage: UbpStorage) -> list[dt.date]:
     """The partition days the raw event files cover, from their parquet statistics."""
     spans = [
         timestamp_span(storage.raw_path / RAW_FILENAMES[name])
-        for name in EVENT_FILES
+        for name in RAW_EVENT_FILES
         if (storage.raw_path / RAW_FILENAMES[name]).is_file()
     ]
     spans = [s for s in spans if s is not None]

@@ -211,6 +211,7 @@ def bench_model(scale: str = "demo", seed: int = 2025, trials: int = 3) -> dict:
     from ubp_assets.cli import prepare_dagster_home
     from ubp_assets.evaluation.split import split_from_events
     from ubp_assets.evaluation.targets import build_targets
+    from ubp_assets.events.schema import RELEVANT_CLIENTS
     from ubp_assets.events.table import scan_events
     from ubp_assets.model.assets import tuning_tasks
     from ubp_assets.model.autoencoder import ResidualAutoencoder
@@ -258,7 +259,9 @@ def bench_model(scale: str = "demo", seed: int = 2025, trials: int = 3) -> dict:
         figures["ratio_to_plain"] = round(plain / trained.samples_per_second, 2)
 
         events = scan_events(f"{tmp}/data/warehouse/events")
-        found = build_targets(events, split_from_events(events), np.load(spec_relevant(raw)))
+        found = build_targets(
+            events, split_from_events(events), np.load(Path(raw) / RELEVANT_CLIENTS)
+        )
         tasks = tuning_tasks(client_ids, found)
         study = open_study(f"sqlite:///{tmp}/study.db", seed=0)
         base = TrainConfig(epochs=6, patience=3)
@@ -268,10 +271,6 @@ def bench_model(scale: str = "demo", seed: int = 2025, trials: int = 3) -> dict:
         figures["seconds_per_trial"] = round((time.perf_counter() - started) / trials, 1)
         figures["trial_states"] = [t.state.name.lower() for t in study.trials]
     return figures
-
-
-def spec_relevant(raw: str) -> Path:
-    return Path(raw) / "input" / "relevant_clients.npy"
 
 
 def print_model(figures: dict) -> None:

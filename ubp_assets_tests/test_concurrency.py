@@ -14,25 +14,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from ubp_assets.instance import write_instance_yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAYS = ["2022-04-14", "2022-04-15", "2022-04-16", "2022-04-17"]
-INSTANCE = """
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 2
-  pools:
-    default_limit: 1
-"""
 
 
 @pytest.mark.slow
 def test_a_cli_backfill_runs_concurrently_without_lock_errors(tiny_release, tmp_path):
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(INSTANCE)
+    write_instance_yaml(home)  # the instance `ubp run` sets up: queued runs, pool limit 1
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

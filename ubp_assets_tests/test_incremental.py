@@ -13,6 +13,7 @@ import pytest
 
 from ubp_assets.automation import missing_ranges, raw_files_sensor
 from ubp_assets.definitions import make_definitions
+from ubp_assets.events.schema import RAW_EVENT_FILES
 from ubp_assets.resources import (
     FeatureSettings,
     ProbeSettings,
@@ -22,7 +23,6 @@ from ubp_assets.resources import (
 )
 
 NEW_DAY = "2022-11-09"
-EVENT_FILES = ("product_buy", "add_to_cart", "remove_from_cart", "page_visit", "search_query")
 DAILY = {
     "events",
     "temporal_daily",
@@ -63,7 +63,7 @@ def definitions(raw, data):
 def without_new_day(source, dest):
     """A copy of the release whose event files stop before NEW_DAY."""
     shutil.copytree(source, dest)
-    for name in EVENT_FILES:
+    for name in RAW_EVENT_FILES:
         path = dest / f"{name}.parquet"
         frame = pl.read_parquet(path)
         frame.filter(pl.col("timestamp").str.slice(0, 10) < NEW_DAY).write_parquet(path)
@@ -139,7 +139,7 @@ def test_a_new_day_rebuilds_its_partitions_and_what_follows_and_equals_a_full_bu
     assert sense(defs, instance, cursor)[1] == []  # nothing changed: nothing asked
     before = materializations(instance)
 
-    for name in EVENT_FILES:  # the new day arrives
+    for name in RAW_EVENT_FILES:  # the new day arrives
         shutil.copy(tiny_release / f"{name}.parquet", raw / f"{name}.parquet")
     cursor, requests = sense(defs, instance, cursor)
     assert [r.tags["dagster/asset_partition_range_start"] for r in requests] == [NEW_DAY]

@@ -18,19 +18,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ubp_assets.instance import write_instance_yaml
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 INSTALL_HINT = "apt-get install chromium"
-
-DAGSTER_YAML = """\
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 2
-  pools:
-    default_limit: 1
-"""
 
 WORKSPACE_QUERY = """
 {
@@ -94,8 +86,8 @@ def free_port() -> int:
 
 
 def write_dagster_home(home: Path) -> Path:
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    """The instance `ubp run` sets up (queued runs, pool limit 1)."""
+    write_instance_yaml(home)
     return home
 
 

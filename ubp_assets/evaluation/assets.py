@@ -126,9 +126,16 @@ def submission_check_spec(asset: str) -> dg.AssetCheckSpec:
 
 
 def publish_embeddings(
-    storage: UbpStorage, method: str, client_ids: np.ndarray, vectors: np.ndarray, seconds: float
+    storage: UbpStorage,
+    method: str,
+    client_ids: np.ndarray,
+    vectors: np.ndarray,
+    seconds: float,
+    *,
+    metadata: dict | None = None,
 ):
-    """Write a method's submission files, then check the files as written."""
+    """Write a method's submission files, then check the files as written; `metadata` adds to
+    what every embedding asset reports."""
     folder = storage.embeddings_dir / method
     write_submission(folder, client_ids, vectors)
     stored_ids, stored = read_submission(folder)
@@ -146,6 +153,7 @@ def publish_embeddings(
             "build_seconds": round(seconds, 2),
             "size_mib": round(stored.nbytes / 2**20, 2),
             "preview": dg.MetadataValue.md(markdown_table(preview)),
+            **(metadata or {}),
         }
     )
     yield dg.AssetCheckResult(

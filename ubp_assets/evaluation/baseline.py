@@ -19,6 +19,8 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
+from ubp_assets.evaluation.targets import most_frequent
+
 WINDOWS_DAYS = (1, 7, 30)
 TOP_VALUES = 10
 BLOCKS: dict[str, tuple[str, ...]] = {
@@ -48,21 +50,17 @@ def _count_block(events: pl.LazyFrame, event_type: str, index: pl.DataFrame) -> 
         return out
     totals = typed.group_by("client_id").agg(pl.len().alias("n")).collect().join(index, "client_id")
     out[totals["row"].to_numpy(), 0] = totals["n"].to_numpy()
+    tops = {
+        column: most_frequent(typed, column, TOP_VALUES)
+        .with_row_index("slot")
+        .select(column, "slot")
+        for column in BLOCKS[event_type]
+    }
     offset = 1
     for days in WINDOWS_DAYS:
         start = latest - dt.timedelta(days=days)
         recent = typed.filter(pl.col("timestamp") >= start)
-        for column in BLOCKS[event_type]:
-            top = (
-                typed.filter(pl.col(column).is_not_null())
-                .group_by(column)
-                .agg(pl.len().alias("n"))
-                .sort(["n", column], descending=[True, False])
-                .head(TOP_VALUES)
-                .with_row_index("slot")
-                .select(column, "slot")
-                .collect()
-            )
+        for column, top in tops.items():
             counts = (
                 recent.join(top.lazy(), on=column)
                 .group_by("client_id", "slot")

@@ -84,7 +84,7 @@ def _buys(events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _top(frame: pl.LazyFrame, column: str, n: int) -> pl.DataFrame:
+def most_frequent(frame: pl.LazyFrame, column: str, n: int) -> pl.DataFrame:
     """The n most bought values, most bought first; ties broken by the smaller id."""
     return (
         frame.filter(pl.col(column).is_not_null())
@@ -125,14 +125,18 @@ def build_targets(
     values: dict[str, np.ndarray] = {}
     popularity: dict[str, np.ndarray] = {}
     for task, column in (("propensity_category", "category"), ("propensity_sku", "sku")):
-        values[task] = _top(train_window, column, top_n)[column].to_numpy().astype(np.int64)
+        values[task] = (
+            most_frequent(train_window, column, top_n)[column].to_numpy().astype(np.int64)
+        )
         popularity[task] = _counts_of(input_buys, column, values[task])
 
     # New SKUs: bought in the train window, seen in no input event of any type. Their history
     # popularity is zero by definition, so (as PROTOCOL.md advises) it comes from the window.
     seen = events.filter(before & pl.col("sku").is_not_null()).select("sku").unique()
     new_buys = train_window.join(seen, on="sku", how="anti")
-    values["propensity_new_sku"] = _top(new_buys, "sku", top_n)["sku"].to_numpy().astype(np.int64)
+    values["propensity_new_sku"] = (
+        most_frequent(new_buys, "sku", top_n)["sku"].to_numpy().astype(np.int64)
+    )
     popularity["propensity_new_sku"] = _counts_of(train_window, "sku", values["propensity_new_sku"])
 
     values["propensity_price"] = np.arange(PRICE_BUCKETS, dtype=np.int64)

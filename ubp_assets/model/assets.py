@@ -4,6 +4,7 @@ torch and optuna are imported inside the asset bodies, so loading the definition
 """
 
 import json
+import time
 
 import dagster as dg
 import numpy as np
@@ -11,10 +12,10 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from ubp_assets.evaluation.assets import SUBMISSION_CHECK, submission_check_spec, targets
-from ubp_assets.evaluation.submission import read_submission, submission_problems, write_submission
+from ubp_assets.evaluation.assets import publish_embeddings, submission_check_spec, targets
+from ubp_assets.evaluation.submission import write_submission
 from ubp_assets.evaluation.targets import TASKS, Targets, labels, task_clients
-from ubp_assets.features.assets import MATRIX_TABLE, feature_matrix, load_relevant_clients
+from ubp_assets.features.assets import MATRIX_TABLE, feature_matrix
 from ubp_assets.metadata import markdown_table, png_markdown
 from ubp_assets.model.tuning import OBJECTIVE, TuningTask
 from ubp_assets.resources import WAREHOUSE_POOL, TrainingSettings, UbpStorage
@@ -232,34 +233,28 @@ def user_embeddings(
             description="the feature matrix's columns differ from the ones the autoencoder was "
             "trained on: rematerialize autoencoder"
         )
+    started = time.perf_counter()
     latent = encode(model, features)
     vectors = {"latent": latent, "latent+features": np.hstack([latent, features])}
     for composition, method in COMPOSITIONS.items():
         write_submission(storage.embeddings_dir / method, client_ids, vectors[composition])
     chosen = vectors[config.composition]
-    folder = storage.embeddings_dir / "user_embeddings"
-    write_submission(folder, client_ids, chosen)
     table = pl.DataFrame({"client_id": client_ids}).hstack(
         pl.DataFrame(chosen.astype(np.float32), schema=[f"e{j}" for j in range(chosen.shape[1])])
     )
     write_table(warehouse, "user_embeddings", table)
-    stored_ids, stored = read_submission(folder)
-    problems = submission_problems(stored_ids, stored, load_relevant_clients(storage))
-    yield dg.MaterializeResult(
+    yield from publish_embeddings(
+        storage,
+        "user_embeddings",
+        client_ids,
+        chosen,
+        time.perf_counter() - started,
         metadata={
             "composition": config.composition,
             "model_path": dg.MetadataValue.path(model_path),
             "latent_dim": trained_with.latent_dim,
-            "dimensions": stored.shape[1],
-            "dagster/row_count": len(stored_ids),
-            "folder": dg.MetadataValue.path(str(folder)),
-            "preview": dg.MetadataValue.md(markdown_table(table.select(table.columns[:9]))),
-        }
-    )
-    yield dg.AssetCheckResult(
-        check_name=SUBMISSION_CHECK,
-        passed=not problems,
-        metadata={"problems": "; ".join(problems) or "none"},
+            "dagster/row_count": len(client_ids),
+        },
     )
 
 
