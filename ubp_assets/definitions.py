@@ -14,14 +14,21 @@ from ubp_assets.evaluation.assets import (
     aggregated_baseline_embeddings,
     challenge_split,
     feature_matrix_embeddings,
+    oracle_embeddings,
     probe_scores,
     random_embeddings,
     targets,
 )
 from ubp_assets.events.assets import events
-from ubp_assets.features.assets import FOLDS_LIST, PARTIALS_LIST, feature_matrix
-from ubp_assets.model.assets import autoencoder, hparam_study, user_embeddings
-from ubp_assets.raw.assets import RAW_KEYS, raw_files, synthetic_raw
+from ubp_assets.features.assets import (
+    FOLDS_LIST,
+    PARTIALS_LIST,
+    feature_matrix,
+    item_affinity,
+    product_urls,
+)
+from ubp_assets.model.assets import activity_forecast, autoencoder, hparam_study, user_embeddings
+from ubp_assets.raw.assets import RAW_KEYS, raw_files, synthetic_raw, synthetic_truth
 from ubp_assets.resources import build_resources
 
 synthetic_raw_job = dg.define_asset_job(
@@ -48,6 +55,10 @@ EMBEDDINGS = [
     random_embeddings,
     aggregated_baseline_embeddings,
     feature_matrix_embeddings,
+    oracle_embeddings,
+    product_urls,
+    item_affinity,
+    activity_forecast,
     hparam_study,
     autoencoder,
     user_embeddings,
@@ -56,8 +67,9 @@ EMBEDDINGS = [
 embeddings_job = dg.define_asset_job(
     "embeddings_job",
     selection=EMBEDDINGS,
-    description="The six tasks' targets, every method's embeddings (the baselines, the tuned "
-    "autoencoder's) and the probe's scores of them all.",
+    description="The six tasks' targets, every method's embeddings (the baselines, the oracle, "
+    "the tuned autoencoder's and the universal embedding with its item affinity) and the "
+    "probe's scores of them all.",
 )
 
 daily_schedule = dg.build_schedule_from_partitioned_job(
@@ -99,7 +111,7 @@ ASSETS = dg.map_asset_specs(
 def make_definitions(resources: dict[str, object]) -> dg.Definitions:
     """The code location's definitions over the given resources (tests point them elsewhere)."""
     return dg.Definitions(
-        assets=[*ASSETS, raw_files],
+        assets=[*ASSETS, raw_files, synthetic_truth],
         jobs=[synthetic_raw_job, observe_raw_job, daily_job, features_job, embeddings_job],
         schedules=[daily_schedule],
         sensors=[raw_files_sensor, automation_sensor],

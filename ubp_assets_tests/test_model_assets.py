@@ -11,10 +11,11 @@ import optuna
 import pytest
 
 from ubp_assets.definitions import EMBEDDINGS
-from ubp_assets.evaluation.assets import challenge_split
+from ubp_assets.evaluation.assets import SCORED_METHODS, challenge_split
 from ubp_assets.evaluation.submission import read_submission
 from ubp_assets.events.assets import events
 from ubp_assets.features.assets import FOLDS_LIST, PARTIALS_LIST, feature_matrix
+from ubp_assets.model.assets import FORECAST_WEIGHT
 from ubp_assets.model.tuning import STUDY_NAME, halves, open_study
 from ubp_assets.resources import (
     FeatureSettings,
@@ -26,8 +27,17 @@ from ubp_assets.resources import (
 from ubp_assets_tests.helpers import RANGE_END, RANGE_START
 
 FIRST, LAST = "2022-04-14", "2022-11-09"
-UPSTREAM = ["events", "*_daily", "challenge_split", "*_features", "feature_matrix", "targets"]
-MODEL = ["hparam_study", "autoencoder", "user_embeddings"]
+UPSTREAM = [
+    "events",
+    "*_daily",
+    "challenge_split",
+    "*_features",
+    "feature_matrix",
+    "targets",
+    "product_urls",
+    "item_affinity",
+]
+MODEL = ["hparam_study", "autoencoder", "activity_forecast", "user_embeddings"]
 
 
 def resources(raw, data, trials=2):
@@ -106,15 +116,34 @@ def test_the_autoencoder_file_and_its_metadata(trained):
     assert "data:image/png;base64" in meta["loss_curves"]
 
 
-def test_user_embeddings_in_both_compositions_and_the_table(trained):
+def test_user_embeddings_in_every_composition_and_the_table(trained):
     data, _, first = trained
     latent_ids, latent = read_submission(data / "embeddings" / "autoencoder_latent")
     _, joined = read_submission(data / "embeddings" / "autoencoder_latent_features")
+    _, universal = read_submission(data / "embeddings" / "universal")
     ids, chosen = read_submission(data / "embeddings" / "user_embeddings")
     assert latent.shape[1] in (32, 64) and latent.dtype == np.float16
     assert joined.shape[1] > latent.shape[1]
     np.testing.assert_array_equal(joined[:, : latent.shape[1]], latent)
-    np.testing.assert_array_equal(chosen, latent)  # the default composition is the latent
+    # the default composition: the latent, then the standardised affinity and forecast
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        affinity_width = len(conn.execute("SELECT * FROM item_affinity LIMIT 1").description) - 1
+        forecast = conn.execute("SELECT * FROM activity_forecast ORDER BY client_id").pl()
+    assert forecast.columns == ["client_id", "next_buys", "next_carts", "next_returns"]
+    assert universal.shape[1] == latent.shape[1] + affinity_width + 3 <= 2048
+    np.testing.assert_array_equal(universal[:, : latent.shape[1]], latent)
+    affinity = universal[:, latent.shape[1] : -3].astype(np.float32)
+    signal = affinity.std(axis=0) > 0
+    assert signal.mean() > 0.5
+    np.testing.assert_allclose(affinity[:, signal].mean(axis=0), 0, atol=0.01)
+    np.testing.assert_allclose(affinity[:, signal].std(axis=0), 1, atol=0.01)
+    ahead = universal[:, -3:].astype(np.float32)
+    np.testing.assert_allclose(ahead.std(axis=0), FORECAST_WEIGHT, rtol=0.01)
+    # the stored forecast, standardised and weighted, in the embedding's client order
+    logits = forecast.drop("client_id").to_numpy()
+    expected = FORECAST_WEIGHT * (logits - logits.mean(axis=0)) / logits.std(axis=0)
+    np.testing.assert_allclose(ahead, expected, rtol=0.005, atol=0.02)
+    np.testing.assert_array_equal(chosen, universal)
     np.testing.assert_array_equal(ids, latent_ids)
     checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
     assert checks["submission_format"]
@@ -160,3 +189,29 @@ def test_halves_are_a_seeded_disjoint_split():
     assert set(a) | set(b) == set(rows)
     again = halves(rows, seed=1)
     np.testing.assert_array_equal(a, again[0])
+
+
+def test_the_oracle_beats_every_method_and_the_gap_is_reported(trained, tiny_release):
+    data, instance, _ = trained
+    rest = [
+        "random_embeddings",
+        "aggregated_baseline_embeddings",
+        "feature_matrix_embeddings",
+        "oracle_embeddings",
+        "probe_scores",
+    ]
+    assert materialize(tiny_release, data, rest, instance).success
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        scores = conn.execute("SELECT * FROM probe_scores").pl()
+    sums = dict(scores.select("method", "sum_over_tasks").unique().iter_rows())
+    assert set(sums) == set(SCORED_METHODS)
+    others = {m: s for m, s in sums.items() if m != "oracle"}
+    assert sums["oracle"] > max(others.values()), sums
+    totals = dict(scores.select("method", "gap_closed_total").unique().iter_rows())
+    assert totals["oracle"] == pytest.approx(1.0) and totals["aggregated_baseline"] == 0.0
+    expected = (sums["universal"] - sums["aggregated_baseline"]) / (
+        sums["oracle"] - sums["aggregated_baseline"]
+    )
+    assert totals["universal"] == pytest.approx(expected)
+    report = (data / "reports" / "probe_scores.md").read_text()
+    assert "## Share of the baseline-to-oracle gap closed" in report

@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ubp_assets.evaluation.baseline import BASELINE_DIM, aggregated_baseline
+from ubp_assets.evaluation.oracle import Windows, gap_closed, oracle_embedding
 from ubp_assets.evaluation.split import ChallengeSplit, split_from_events
 from ubp_assets.evaluation.submission import (
     read_submission,
@@ -29,8 +30,9 @@ from ubp_assets.events.assets import events
 from ubp_assets.events.table import scan_events
 from ubp_assets.features.assets import MATRIX_TABLE, feature_matrix, load_relevant_clients
 from ubp_assets.metadata import column_schema, markdown_table, png_markdown
-from ubp_assets.raw.assets import RAW_KEYS
+from ubp_assets.raw.assets import RAW_FILENAMES, RAW_KEYS, synthetic_truth
 from ubp_assets.resources import WAREHOUSE_POOL, ProbeSettings, UbpStorage
+from ubp_assets.synthetic.release import MANIFEST, TRUTH_FILE
 from ubp_assets.warehouse import read_table, write_table
 
 # Embedding methods the probe scores, in the report's order; each is an asset that writes
@@ -42,7 +44,13 @@ SCORED_METHODS: dict[str, str] = {
     "feature_matrix": "feature_matrix_embeddings",
     "autoencoder_latent": "user_embeddings",
     "autoencoder_latent_features": "user_embeddings",
+    "universal": "user_embeddings",
+    "oracle": "oracle_embeddings",
 }
+# Scored where its files exist: the oracle needs the synthetic generator's latent truth.
+OPTIONAL_METHODS = {"oracle"}
+BASELINE_METHOD = "aggregated_baseline"
+CEILING_METHOD = "oracle"
 SUBMISSION_CHECK = "submission_format"
 
 
@@ -232,6 +240,62 @@ def feature_matrix_embeddings(storage: UbpStorage, warehouse: DuckDBResource):
     )
 
 
+@dg.asset(
+    ins={"challenge_split": dg.AssetIn()},
+    deps=[targets, synthetic_truth, RAW_KEYS["relevant_clients"], RAW_KEYS["product_properties"]],
+    group_name="baselines",
+    kinds={"polars", "numpy"},
+    code_version="1",
+    description="The ceiling on synthetic data: each relevant client's latent truth as the "
+    "generator drew it, turned into what the tasks ask (expected sessions and buys per window, "
+    "the chance of buying each target category, SKU and price bucket). On the real release "
+    "there is no truth and no oracle; the probe report then leaves the gap columns empty.",
+)
+def oracle_embeddings(
+    context: dg.AssetExecutionContext, storage: UbpStorage, challenge_split: pl.DataFrame
+) -> dg.MaterializeResult:
+    import json
+    import shutil
+
+    folder = storage.embeddings_dir / CEILING_METHOD
+    truth_path = storage.raw_path / TRUTH_FILE
+    manifest_path = storage.raw_path / MANIFEST
+    if not truth_path.is_file() or not manifest_path.is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        context.log.info(f"no latent truth at {truth_path}: not a synthetic release, no oracle")
+        return dg.MaterializeResult(metadata={"available": False, "truth": str(truth_path)})
+    started = time.perf_counter()
+    manifest = json.loads(manifest_path.read_text())
+    first_day = dt.date.fromisoformat(manifest["first_day"])
+    last_day = dt.date.fromisoformat(manifest["last_day"])
+    split = as_split(challenge_split)
+    windows = Windows(
+        target_start=(split.train_target_start.date() - first_day).days,
+        days=(last_day - first_day).days + 1,
+    )
+    relevant = load_relevant_clients(storage)
+    vectors = oracle_embedding(
+        pl.read_parquet(truth_path),
+        relevant,
+        pl.read_parquet(storage.raw_path / RAW_FILENAMES["product_properties"]),
+        Targets.read(storage.target_dir).values,
+        windows,
+    )
+    seconds = time.perf_counter() - started
+    write_submission(folder, relevant, vectors)
+    return dg.MaterializeResult(
+        metadata={
+            "available": True,
+            "folder": dg.MetadataValue.path(str(folder)),
+            "truth": dg.MetadataValue.path(str(truth_path)),
+            "clients": len(relevant),
+            "dimensions": vectors.shape[1],
+            "target_start_day": windows.target_start,
+            "build_seconds": round(seconds, 2),
+        }
+    )
+
+
 # ---- the probe's scores --------------------------------------------------------------------------
 
 SCORES_TABLE = "probe_scores"
@@ -317,6 +381,9 @@ def probe_scores(
     rows = []
     for method, asset_name in SCORED_METHODS.items():
         folder = storage.embeddings_dir / method
+        if not folder.is_dir() and method in OPTIONAL_METHODS:
+            context.log.info(f"no {method} embeddings (not a synthetic release): not scored")
+            continue
         if not folder.is_dir():
             raise dg.Failure(description=f"{folder} is missing: materialize {asset_name} first")
         client_ids, vectors = read_submission(folder)
@@ -326,7 +393,8 @@ def probe_scores(
         ):
             rows.append({"method": method, "dimensions": vectors.shape[1], **row})
             context.log.info(f"  {method} {row['task']}: {row['score']:.4f}")
-    scores = with_sums(pl.DataFrame(rows)).with_columns(
+    scores = with_sums(pl.DataFrame(rows))
+    scores = gap_closed(scores, BASELINE_METHOD, CEILING_METHOD).with_columns(
         pl.lit(probe_settings.profile).alias("profile"),
         pl.lit(probe_settings.device).alias("device"),
         pl.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).alias("scored_at"),
@@ -340,6 +408,7 @@ def probe_scores(
             "profile": probe_settings.profile,
             "device": probe_settings.device,
             "scores": dg.MetadataValue.md(score_table(scores)),
+            "gap_closed": dg.MetadataValue.md(gap_table(scores)),
             "chart": dg.MetadataValue.md(report),
             "report": dg.MetadataValue.path(str(storage.reports_dir / "probe_scores.md")),
         }
@@ -350,22 +419,34 @@ def with_sums(scores: pl.DataFrame) -> pl.DataFrame:
     return scores.with_columns(pl.col("score").sum().over("method").alias("sum_over_tasks"))
 
 
-def score_table(scores: pl.DataFrame) -> str:
-    """Methods as rows, tasks as columns, the sum last: the shape of the challenge's tables."""
+def score_table(scores: pl.DataFrame, values: str = "score", total: str = "sum_over_tasks") -> str:
+    """Methods as rows, tasks as columns, the total last: the shape of the challenge's tables."""
     order = [t for t in TASKS if t in set(scores["task"])]
     wide = (
-        scores.pivot(on="task", index="method", values="score")
+        scores.pivot(on="task", index="method", values=values)
         .select("method", *order)
-        .join(scores.select("method", "sum_over_tasks").unique(), on="method")
+        .join(scores.select("method", total).unique(), on="method")
         .join(
             pl.DataFrame({"method": scores["method"].unique(maintain_order=True)}).with_row_index(),
             on="method",
         )
         .sort("index")
         .drop("index")
-        .rename({"sum_over_tasks": "sum"})
+        .rename({total: "sum" if total == "sum_over_tasks" else "total"})
     )
     return markdown_table(wide, max_rows=50)
+
+
+def gap_table(scores: pl.DataFrame) -> str:
+    """The share of the baseline-to-oracle gap each method closes, per task and in total."""
+    if scores["gap_closed_total"].is_null().all():
+        return "No oracle in this run (not a synthetic release): no gap to measure."
+    return (
+        score_table(scores, "gap_closed", "gap_closed_total")
+        + f"\n\n(method - {BASELINE_METHOD}) / ({CEILING_METHOD} - {BASELINE_METHOD}) on each "
+        "task's score; the total uses the sums over tasks. Empty where the oracle does not beat "
+        "the baseline, as on a task whose validation labels are too thin to rank anything."
+    )
 
 
 def write_report(storage: UbpStorage, scores: pl.DataFrame) -> str:
@@ -374,12 +455,21 @@ def write_report(storage: UbpStorage, scores: pl.DataFrame) -> str:
     chart = png_markdown(_score_chart(scores), storage.reports_dir / "probe_scores.png")
     profile = scores["profile"][0]
     detail = scores.select(
-        "method", "task", "auroc", "diversity", "novelty", "score", "best_epoch", "clients"
+        "method",
+        "task",
+        "auroc",
+        "diversity",
+        "novelty",
+        "score",
+        "gap_closed",
+        "best_epoch",
+        "clients",
     )
     text = (
         f"# Probe scores ({profile} probe, device {scores['device'][0]})\n\n"
         "Validation-window scores, the organisers' protocol (PROTOCOL.md).\n\n"
-        f"{score_table(scores)}\n\n## Every term\n\n{markdown_table(detail, max_rows=200)}\n\n"
+        f"{score_table(scores)}\n\n## Share of the baseline-to-oracle gap closed\n\n"
+        f"{gap_table(scores)}\n\n## Every term\n\n{markdown_table(detail, max_rows=200)}\n\n"
         "![probe scores](probe_scores.png)\n"
     )
     (storage.reports_dir / "probe_scores.md").write_text(text)

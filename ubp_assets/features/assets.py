@@ -398,3 +398,100 @@ def _distribution_plot(matrix: pl.DataFrame, scaler: pl.DataFrame):
     fig.suptitle("Scaled feature distributions (two per family)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ---- item affinity -------------------------------------------------------------------------------
+
+AFFINITY_CODE_VERSION = "1"
+AFFINITY_TABLE = "item_affinity"
+
+
+@dg.asset(
+    ins={"challenge_split": dg.AssetIn()},
+    deps=[events, RAW_KEYS["product_properties"]],
+    group_name="affinity",
+    kinds={"polars", "duckdb"},
+    code_version=AFFINITY_CODE_VERSION,
+    pool=WAREHOUSE_POOL,
+    io_manager_key="warehouse_io",
+    description="Which product each page url shows, learned from the input alone (the release "
+    "has no such table): every cart add votes for the page its client visited last, at most "
+    "two minutes before, and a url takes the product most of its votes name.",
+)
+def product_urls(
+    context: dg.AssetExecutionContext,
+    storage: UbpStorage,
+    feature_settings: FeatureSettings,
+    challenge_split: pl.DataFrame,
+) -> pl.DataFrame:
+    from ubp_assets.features.affinity import product_urls as learn_product_urls
+
+    cutoff = dt.datetime.combine(feature_cutoff(feature_settings, challenge_split), dt.time())
+    scanned = scan_events(storage.events_dir)
+    urls = learn_product_urls(scanned, read_products(storage.raw_path).rows.lazy(), cutoff)
+    visits = scanned.filter(
+        pl.col("timestamp") < cutoff, pl.col("event_type") == "page_visit"
+    ).select(
+        pl.len().alias("visits"),
+        pl.col("url").is_in(urls["url"].implode()).sum().alias("mapped"),
+    )
+    counts = visits.collect().row(0, named=True)
+    context.add_output_metadata(
+        {
+            "dagster/row_count": urls.height,
+            "dagster/column_schema": column_schema(urls.schema),
+            "cutoff": str(cutoff.date()),
+            "page_visits_mapped": round(counts["mapped"] / max(counts["visits"], 1), 4),
+            "median_votes": float(urls["votes"].median() or 0),
+            "preview": dg.MetadataValue.md(markdown_table(urls)),
+        }
+    )
+    return urls
+
+
+@dg.asset(
+    ins={"challenge_split": dg.AssetIn(), "product_urls": dg.AssetIn()},
+    deps=[events, RAW_KEYS["relevant_clients"]],
+    group_name="affinity",
+    kinds={"polars", "duckdb"},
+    code_version=AFFINITY_CODE_VERSION,
+    pool=WAREHOUSE_POOL,
+    io_manager_key="warehouse_io",
+    description="Per relevant client: log1p of recency-decayed page visits (60- and 7-day "
+    "half-lives) and cart adds with buys (60 days) of the 120 categories and 200 SKUs most added "
+    "to carts and bought in the input, and of every price bucket; page visits count through "
+    "`product_urls`. Read from the event table as of the feature cutoff.",
+)
+def item_affinity(
+    context: dg.AssetExecutionContext,
+    storage: UbpStorage,
+    feature_settings: FeatureSettings,
+    challenge_split: pl.DataFrame,
+    product_urls: pl.DataFrame,
+) -> pl.DataFrame:
+    from ubp_assets.features.affinity import column_names, ranked_items
+    from ubp_assets.features.affinity import item_affinity as affinity
+
+    cutoff = dt.datetime.combine(feature_cutoff(feature_settings, challenge_split), dt.time())
+    scanned = scan_events(storage.events_dir)
+    relevant = load_relevant_clients(storage)
+    ranked = ranked_items(scanned, cutoff)
+    values = affinity(scanned, product_urls, relevant, cutoff, ranked)
+    frame = pl.DataFrame({"client_id": relevant}).hstack(
+        pl.DataFrame(values, schema=column_names(ranked))
+    )
+    context.add_output_metadata(
+        {
+            "dagster/row_count": frame.height,
+            "cutoff": str(cutoff.date()),
+            "features": values.shape[1],
+            "clients_with_signal": int((values.sum(axis=1) > 0).sum()),
+            "preview": dg.MetadataValue.md(markdown_table(frame.select(frame.columns[:8]))),
+            **{
+                f"ranked_{k}_ids": dg.MetadataValue.json({"ids_by_rank": v})
+                for k, v in ranked.items()
+                if k != "price"
+            },
+        }
+    )
+    return frame

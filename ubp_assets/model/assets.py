@@ -3,6 +3,7 @@
 torch and optuna are imported inside the asset bodies, so loading the definitions stays fast.
 """
 
+import datetime as dt
 import json
 import time
 
@@ -15,10 +16,20 @@ from pydantic import Field
 from ubp_assets.evaluation.assets import publish_embeddings, submission_check_spec, targets
 from ubp_assets.evaluation.submission import write_submission
 from ubp_assets.evaluation.targets import TASKS, Targets, labels, task_clients
-from ubp_assets.features.assets import MATRIX_TABLE, feature_matrix
+from ubp_assets.events.assets import events
+from ubp_assets.events.table import scan_events
+from ubp_assets.features.assets import (
+    AFFINITY_TABLE,
+    MATRIX_TABLE,
+    feature_cutoff,
+    feature_matrix,
+    item_affinity,
+    load_relevant_clients,
+)
 from ubp_assets.metadata import markdown_table, png_markdown
 from ubp_assets.model.tuning import OBJECTIVE, TuningTask
-from ubp_assets.resources import WAREHOUSE_POOL, TrainingSettings, UbpStorage
+from ubp_assets.raw.assets import RAW_KEYS
+from ubp_assets.resources import WAREHOUSE_POOL, FeatureSettings, TrainingSettings, UbpStorage
 from ubp_assets.warehouse import read_table, write_table
 
 SEED = 0
@@ -27,7 +38,14 @@ MODEL_PATH = "model_path"
 COMPOSITIONS = {
     "latent": "autoencoder_latent",  # the paper's profile
     "latent+features": "autoencoder_latent_features",  # the latent beside the scaled features
+    "universal": "universal",  # the latent, the item affinity and the activity forecast
 }
+DEFAULT_COMPOSITION = "universal"
+FORECAST_TABLE = "activity_forecast"
+# The forecast's three columns are scaled up after standardising: among a thousand affinity
+# columns the probe otherwise under-uses them. Chosen on the train target window (probe trained
+# on one half of the clients, scored on the other; README, "Embedding quality").
+FORECAST_WEIGHT = 16.0
 
 
 def read_features(warehouse: DuckDBResource) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -189,17 +207,92 @@ def autoencoder(
     )
 
 
+@dg.asset(
+    ins={"challenge_split": dg.AssetIn()},
+    deps=[events, RAW_KEYS["relevant_clients"]],
+    group_name="model",
+    kinds={"pytorch", "duckdb"},
+    code_version="1",
+    pool=WAREHOUSE_POOL,
+    io_manager_key="warehouse_io",
+    description="Self-supervised from the input alone: a network trained at six earlier cut days "
+    "to predict each client's next two weeks (a buy, a cart add, any event) from their activity "
+    "profile, applied at the feature cutoff. Logits per relevant client; the strongest signal "
+    "for churn and conversion in the universal embedding.",
+)
+def activity_forecast(
+    context: dg.AssetExecutionContext,
+    storage: UbpStorage,
+    feature_settings: FeatureSettings,
+    training_settings: TrainingSettings,
+    challenge_split: pl.DataFrame,
+) -> pl.DataFrame:
+    from ubp_assets.model.forecast import TARGETS, ForecastConfig
+    from ubp_assets.model.forecast import activity_forecast as forecast
+
+    cutoff = dt.datetime.combine(feature_cutoff(feature_settings, challenge_split), dt.time())
+    relevant = load_relevant_clients(storage)
+    started = time.perf_counter()
+    found = forecast(
+        scan_events(storage.events_dir),
+        relevant,
+        cutoff,
+        ForecastConfig(device=training_settings.device),
+        progress=context.log.info,
+    )
+    frame = pl.DataFrame({"client_id": relevant}).hstack(
+        pl.DataFrame(found.logits, schema=[f"next_{t}" for t in TARGETS])
+    )
+    probabilities = frame.select(
+        pl.col(f"next_{t}").map_batches(lambda s: 1 / (1 + (-s).exp())).mean() for t in TARGETS
+    )
+    context.add_output_metadata(
+        {
+            "dagster/row_count": frame.height,
+            "cutoff": str(cutoff.date()),
+            "training_rows": found.training_rows,
+            "final_loss": round(found.final_loss, 4),
+            "positive_rates_in_training": dg.MetadataValue.json(
+                {k: round(v, 4) for k, v in found.positive_rates.items()}
+            ),
+            "mean_predicted_at_cutoff": dg.MetadataValue.json(
+                {k: round(v, 4) for k, v in probabilities.row(0, named=True).items()}
+            ),
+            "seconds": round(time.perf_counter() - started, 1),
+            "preview": dg.MetadataValue.md(markdown_table(frame)),
+        }
+    )
+    return frame
+
+
 class UserEmbeddingsConfig(dg.Config):
     composition: str = Field(
-        default="latent",
-        description='"latent" (the paper\'s profile) or "latent+features" (the latent beside '
-        "the scaled features); the submission and the warehouse table hold this one, and both "
-        "are written for the probe to score.",
+        default=DEFAULT_COMPOSITION,
+        description='"latent" (the paper\'s profile), "latent+features" (the latent beside the '
+        'scaled features) or "universal" (the latent, the item affinity and the activity '
+        "forecast, standardised); the "
+        "submission and the warehouse table hold this one, and all three are written for the "
+        "probe to score.",
     )
 
 
+def standardised(frame: pl.DataFrame, client_ids: np.ndarray) -> np.ndarray:
+    """`frame`'s columns (after client_id) in the order of client_ids, each to mean 0 and
+    standard deviation 1 over the clients (constant columns to 0), float32."""
+    values = (
+        pl.DataFrame({"client_id": client_ids})
+        .join(frame, on="client_id", how="left", validate="1:1", maintain_order="left")
+        .drop("client_id")
+        .fill_null(0.0)
+        .to_numpy()
+        .astype(np.float64)
+    )
+    spread = values.std(axis=0)
+    return ((values - values.mean(axis=0)) / np.where(spread > 0, spread, 1.0)).astype(np.float32)
+
+
 @dg.asset(
-    deps=[autoencoder, feature_matrix],
+    deps=[autoencoder, feature_matrix, item_affinity, activity_forecast],
     group_name="model",
     kinds={"pytorch", "duckdb", "numpy"},
     code_version="1",
@@ -208,7 +301,8 @@ class UserEmbeddingsConfig(dg.Config):
     description="Every relevant client's embedding from the latest autoencoder: "
     "embeddings/user_embeddings/ in the submission format (client_ids.npy int64, "
     "embeddings.npy float16) and the warehouse table user_embeddings, in the configured "
-    "composition. Both compositions are also written for the probe to score.",
+    "composition (by default `universal`: the latent, the item affinity and the activity "
+    "forecast). Every composition is also written for the probe to score.",
 )
 def user_embeddings(
     context: dg.AssetExecutionContext,
@@ -235,7 +329,13 @@ def user_embeddings(
         )
     started = time.perf_counter()
     latent = encode(model, features)
-    vectors = {"latent": latent, "latent+features": np.hstack([latent, features])}
+    affinity = standardised(read_table(warehouse, AFFINITY_TABLE), client_ids)
+    ahead = FORECAST_WEIGHT * standardised(read_table(warehouse, FORECAST_TABLE), client_ids)
+    vectors = {
+        "latent": latent,
+        "latent+features": np.hstack([latent, features]),
+        "universal": np.hstack([latent, affinity, ahead]),
+    }
     for composition, method in COMPOSITIONS.items():
         write_submission(storage.embeddings_dir / method, client_ids, vectors[composition])
     chosen = vectors[config.composition]
@@ -253,6 +353,13 @@ def user_embeddings(
             "composition": config.composition,
             "model_path": dg.MetadataValue.path(model_path),
             "latent_dim": trained_with.latent_dim,
+            "dimensions_by_part": dg.MetadataValue.json(
+                {
+                    "latent": latent.shape[1],
+                    "features": features.shape[1],
+                    "affinity": affinity.shape[1],
+                }
+            ),
             "dagster/row_count": len(client_ids),
         },
     )

@@ -11,7 +11,7 @@ from ubp_assets.metadata import markdown_table
 from ubp_assets.raw.files import file_state
 from ubp_assets.resources import UbpStorage
 from ubp_assets.synthetic import get_scale, write_release
-from ubp_assets.synthetic.release import MANIFEST
+from ubp_assets.synthetic.release import MANIFEST, TRUTH_FILE
 
 # Shares of each event type in the real release (PROTOCOL.md), to compare the synthetic data with.
 REAL_EVENT_SHARES = {
@@ -114,3 +114,16 @@ def raw_files(storage: UbpStorage):
         yield dg.ObserveResult(
             asset_key=key, data_version=dg.DataVersion(state.fingerprint), metadata=metadata
         )
+
+
+# The generator's latent truth: only the oracle reads it (a test holds every feature and model
+# asset to that), so that no method can score by knowing what it is scored against.
+synthetic_truth = dg.AssetSpec(
+    dg.AssetKey(["raw", "synthetic_truth"]),
+    deps=[synthetic_raw],
+    group_name="raw",
+    kinds={"parquet"},
+    description=f"`{TRUTH_FILE}`: each client's latent traits as the synthetic generator drew "
+    "them. Absent from the real release; read by `oracle_embeddings` alone.",
+    metadata={"filename": str(TRUTH_FILE)},
+)

@@ -25,6 +25,7 @@ from ubp_assets.synthetic.scales import Scale
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 TRUTH_DIR = "synthetic_truth"
 MANIFEST = "synthetic_manifest.json"
+TRUTH_FILE = Path(TRUTH_DIR) / "client_traits.parquet"
 
 
 def format_vectors(vectors: np.ndarray) -> pl.Series:
@@ -143,7 +144,7 @@ def write_release(
 
     for name in (*EVENT_FILES, "product_properties"):
         (out / f".{name}.parquet.tmp").replace(out / f"{name}.parquet")
-    (out / f".{TRUTH_DIR}.parquet.tmp").replace(out / TRUTH_DIR / "client_traits.parquet")
+    (out / f".{TRUTH_DIR}.parquet.tmp").replace(out / TRUTH_FILE)
     relevant_ids = np.sort(np.concatenate(relevant)).astype(np.int64)
     np.save(out / "input" / "relevant_clients.npy", relevant_ids)
     summary.n_relevant = len(relevant_ids)

@@ -1,0 +1,179 @@
+"""Item affinity: which categories, products and price buckets each client keeps coming back to,
+page visits included.
+
+Page visits are most of the log but carry only a url: the release has no url -> product table.
+The log itself has one, though: a client adds to the cart the product whose page they are on, so
+the page visited last before a cart add (within `MAX_PAGE_TO_CART`) is, over many carts, that
+product's page. `product_urls` learns the mapping from the input; `item_affinity` then counts
+visits alongside carts and buys, with recency decay, for the most interacted items. On the
+synthetic data this lifts the propensity tasks most (README, "Embedding quality").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+
+from ubp_assets.features.common import fsum
+
+PRICE_BUCKETS = 100  # the release's price is a bucket 0..99
+MAX_PAGE_TO_CART = dt.timedelta(minutes=2)
+MIN_URL_SHARE = 0.5  # a url maps to a product only if most of its carts agree
+TOP_CATEGORIES = 120
+TOP_SKUS = 200
+HALF_LIVES = {"7d": 7.0, "60d": 60.0}
+# (name, event types, half-life) per item; prices get no short window (100 buckets are broad).
+ITEM_SIGNALS = (
+    ("visit_60d", ("page_visit",), "60d"),
+    ("visit_7d", ("page_visit",), "7d"),
+    ("cart_buy_60d", ("add_to_cart", "product_buy"), "60d"),
+)
+PRICE_SIGNALS = ("visit_60d", "cart_buy_60d")
+
+
+def product_urls(events: pl.LazyFrame, products: pl.LazyFrame, cutoff: dt.datetime) -> pl.DataFrame:
+    """url -> sku, category, price: each cart add votes for the page its client visited last,
+    at most two minutes before; a url takes the product most of its votes name."""
+    before = events.filter(pl.col("timestamp") < cutoff)
+    carts = (
+        before.filter(pl.col("event_type") == "add_to_cart")
+        .select("client_id", "timestamp", "sku")
+        .sort("timestamp")
+    )
+    visits = (
+        before.filter(pl.col("event_type") == "page_visit")
+        .select("client_id", pl.col("timestamp").alias("visited_at"), "url")
+        .sort("visited_at")
+    )
+    votes = (
+        carts.join_asof(
+            visits,
+            left_on="timestamp",
+            right_on="visited_at",
+            by="client_id",
+            strategy="backward",
+            tolerance=MAX_PAGE_TO_CART,
+            check_sortedness=False,  # both sides are sorted by time, so within each client too
+        )
+        .drop_nulls("url")
+        .group_by("url", "sku")
+        .agg(pl.len().alias("votes"))
+    )
+    return (
+        votes.sort(["url", "votes", "sku"], descending=[False, True, False])
+        .group_by("url", maintain_order=True)
+        .agg(
+            pl.col("sku").first(),
+            pl.col("votes").first(),
+            (pl.col("votes").first() / pl.col("votes").sum()).alias("share"),
+        )
+        .filter(pl.col("share") >= MIN_URL_SHARE)
+        .join(products.select("sku", "category", "price"), on="sku", how="left")
+        .sort("url")
+        .collect()
+    )
+
+
+def with_visited_products(events: pl.LazyFrame, urls: pl.DataFrame) -> pl.LazyFrame:
+    """Page visits of mapped urls gain the product's sku, category and price."""
+    mapped = urls.lazy().select(
+        "url",
+        pl.col("sku").alias("_sku"),
+        pl.col("category").alias("_category"),
+        pl.col("price").cast(pl.Int16).alias("_price"),
+    )
+    return (
+        events.join(mapped, on="url", how="left")
+        .with_columns(
+            pl.coalesce("sku", "_sku").alias("sku"),
+            pl.coalesce("category", "_category").alias("category"),
+            pl.coalesce("price", "_price").alias("price"),
+        )
+        .drop("_sku", "_category", "_price")
+    )
+
+
+def ranked_items(events: pl.LazyFrame, cutoff: dt.datetime) -> dict[str, list[int]]:
+    """Categories and SKUs by cart adds and buys in the input, the most first (ties by id).
+
+    (Ranking by the last 28 days instead covers more of the train window's target SKUs, 76 of
+    100 against 69 at the demo scale, yet scored lower on the train-window halves; README.)
+    """
+    engaged = events.filter(
+        pl.col("timestamp") < cutoff, pl.col("event_type").is_in(["add_to_cart", "product_buy"])
+    )
+    ranked = {}
+    for column, k in (("category", TOP_CATEGORIES), ("sku", TOP_SKUS)):
+        ranked[column] = (
+            engaged.drop_nulls(column)
+            .group_by(column)
+            .agg(pl.len().alias("n"))
+            .sort(["n", column], descending=[True, False])
+            .head(k)
+            .collect()[column]
+            .to_list()
+        )
+    ranked["price"] = list(range(PRICE_BUCKETS))
+    return ranked
+
+
+def column_names(ranked: dict[str, list[int]]) -> list[str]:
+    names = []
+    for column, prefix in (("category", "cat"), ("sku", "sku")):
+        names += [
+            f"{prefix}{r:03d}_{s}" for s, _, _ in ITEM_SIGNALS for r in range(len(ranked[column]))
+        ]
+    names += [f"price{b:02d}_{s}" for s in PRICE_SIGNALS for b in range(len(ranked["price"]))]
+    return names
+
+
+def item_affinity(
+    events: pl.LazyFrame,
+    urls: pl.DataFrame,
+    client_ids: np.ndarray,
+    cutoff: dt.datetime,
+    ranked: dict[str, list[int]],
+) -> np.ndarray:
+    """log1p of recency-decayed event counts per client (rows of client_ids) and ranked item,
+    for each signal; float32, zeros for clients without such events."""
+    age = (pl.lit(cutoff) - pl.col("timestamp")).dt.total_seconds() / 86_400.0
+    decays = {name: 0.5 ** (age / days) for name, days in HALF_LIVES.items()}
+    clients = pl.DataFrame({"client_id": client_ids.astype(np.int64)}).with_row_index("row")
+    touched = (
+        with_visited_products(
+            events.filter(
+                pl.col("timestamp") < cutoff,
+                pl.col("event_type").is_in(["page_visit", "add_to_cart", "product_buy"]),
+            ),
+            urls,
+        )
+        .join(clients.lazy(), on="client_id", how="inner")
+        .with_columns(**{f"decay_{name}": d for name, d in decays.items()})
+    )
+    blocks = []
+    for column, signals in (
+        ("category", ITEM_SIGNALS),
+        ("sku", ITEM_SIGNALS),
+        ("price", [s for s in ITEM_SIGNALS if s[0] in PRICE_SIGNALS]),
+    ):
+        ids = ranked[column]
+        rank = pl.DataFrame(
+            {column: pl.Series(ids).cast(touched.collect_schema()[column]), "col": range(len(ids))}
+        )
+        per_item = (
+            touched.join(rank.lazy(), on=column, how="inner")
+            .group_by("row", "col")
+            .agg(
+                fsum(pl.col(f"decay_{half_life}") * pl.col("event_type").is_in(kinds)).alias(name)
+                for name, kinds, half_life in signals
+            )
+            .collect()
+        )
+        rows, cols = per_item["row"].to_numpy(), per_item["col"].to_numpy()
+        for name, _, _ in signals:
+            block = np.zeros((len(client_ids), len(ids)), dtype=np.float64)
+            np.add.at(block, (rows, cols), per_item[name].to_numpy())
+            blocks.append(np.log1p(block))
+    return np.concatenate(blocks, axis=1).astype(np.float32)
