@@ -26,7 +26,7 @@ def run(args, env_extra, cwd):
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,
         check=False,
     )
 
