@@ -25,6 +25,10 @@ DAYS = ["2022-04-14", "2022-04-15", "2022-04-16", "2022-04-17"]
 def test_a_cli_backfill_runs_concurrently_without_lock_errors(tiny_release, tmp_path):
     home = tmp_path / "home"
     write_instance_yaml(home)  # the instance `ubp run` sets up: queued runs, pool limit 1
+    # `ubp run` creates the SQLite databases before anything else starts; here the daemon and the
+    # CLI would otherwise race to create them (alembic then fails in one of the two)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
