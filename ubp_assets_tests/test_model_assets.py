@@ -8,6 +8,7 @@ import dagster as dg
 import duckdb
 import numpy as np
 import optuna
+import polars as pl
 import pytest
 
 from ubp_assets.definitions import EMBEDDINGS
@@ -15,7 +16,7 @@ from ubp_assets.evaluation.assets import SCORED_METHODS, challenge_split
 from ubp_assets.evaluation.submission import read_submission
 from ubp_assets.events.assets import events
 from ubp_assets.features.assets import FOLDS_LIST, PARTIALS_LIST, feature_matrix
-from ubp_assets.model.assets import FORECAST_WEIGHT
+from ubp_assets.model.assets import AFFINITY_BOUND, FORECAST_WEIGHT
 from ubp_assets.model.tuning import STUDY_NAME, halves, open_study
 from ubp_assets.resources import (
     FeatureSettings,
@@ -125,18 +126,29 @@ def test_user_embeddings_in_every_composition_and_the_table(trained):
     assert latent.shape[1] in (32, 64) and latent.dtype == np.float16
     assert joined.shape[1] > latent.shape[1]
     np.testing.assert_array_equal(joined[:, : latent.shape[1]], latent)
-    # the default composition: the latent, then the standardised affinity and forecast
+    # the default composition: the latent, then the clipped standard scores of the affinity and
+    # the weighted standard scores of the forecast
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
-        affinity_width = len(conn.execute("SELECT * FROM item_affinity LIMIT 1").description) - 1
+        stored = conn.execute("SELECT * FROM item_affinity ORDER BY client_id").pl()
         forecast = conn.execute("SELECT * FROM activity_forecast ORDER BY client_id").pl()
+    affinity_width = stored.width - 1
     assert forecast.columns == ["client_id", "next_buys", "next_carts", "next_returns"]
     assert universal.shape[1] == latent.shape[1] + affinity_width + 3 <= 2048
     np.testing.assert_array_equal(universal[:, : latent.shape[1]], latent)
     affinity = universal[:, latent.shape[1] : -3].astype(np.float32)
-    signal = affinity.std(axis=0) > 0
-    assert signal.mean() > 0.5
-    np.testing.assert_allclose(affinity[:, signal].mean(axis=0), 0, atol=0.01)
-    np.testing.assert_allclose(affinity[:, signal].std(axis=0), 1, atol=0.01)
+    values = (
+        pl.DataFrame({"client_id": ids})
+        .join(stored, on="client_id", how="left", maintain_order="left")
+        .drop("client_id")
+        .fill_null(0.0)
+        .to_numpy()
+    )
+    spread = values.std(axis=0)
+    assert (spread > 0).mean() > 0.5
+    scores = (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    assert np.abs(scores).max() > 3 * AFFINITY_BOUND  # the bound does bite
+    expected_affinity = np.clip(scores, -AFFINITY_BOUND, AFFINITY_BOUND)
+    np.testing.assert_allclose(affinity, expected_affinity, atol=2e-3)
     ahead = universal[:, -3:].astype(np.float32)
     np.testing.assert_allclose(ahead.std(axis=0), FORECAST_WEIGHT, rtol=0.01)
     # the stored forecast, standardised and weighted, in the embedding's client order
