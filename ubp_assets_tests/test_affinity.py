@@ -11,6 +11,7 @@ import pytest
 from ubp_assets.events.schema import EVENTS_SCHEMA
 from ubp_assets.features.affinity import (
     HALF_LIVES,
+    SKU_RANKING_DAYS,
     column_names,
     item_affinity,
     product_urls,
@@ -96,6 +97,23 @@ def test_events_at_or_after_the_cutoff_teach_nothing():
         (1, late.total_seconds() + 5, "add_to_cart", 70, None),
     )
     assert product_urls(events, PRODUCTS, CUTOFF).height == 0
+
+
+def test_categories_rank_over_the_input_and_skus_over_its_last_weeks():
+    day = 86_400
+    old = -(SKU_RANKING_DAYS + 2) * day  # before the SKU ranking's weeks, inside the input
+    events = log(
+        (1, old, "product_buy", 70, None),
+        (2, old, "add_to_cart", 70, None),
+        (3, old + 60, "add_to_cart", 71, None),
+        (1, 10 * day, "product_buy", 72, None),
+        (2, 11 * day, "page_visit", None, 500),  # visits do not rank
+        (3, 12 * day, "add_to_cart", 71, None),  # at the cutoff: ignored
+    )
+    ranked = ranked_items(events, CUTOFF)
+    assert ranked["category"] == [7, 8]  # 7: three old engagements, 8: one recent buy
+    assert ranked["sku"] == [72]  # 70 and 71 were engaged with only before the last weeks
+    assert ranked["price"] == list(range(100))
 
 
 def test_affinity_counts_visits_through_the_mapping_with_decay():

@@ -402,7 +402,7 @@ def _distribution_plot(matrix: pl.DataFrame, scaler: pl.DataFrame):
 
 # ---- item affinity -------------------------------------------------------------------------------
 
-AFFINITY_CODE_VERSION = "1"
+AFFINITY_CODE_VERSION = "2"
 AFFINITY_TABLE = "item_affinity"
 
 
@@ -458,8 +458,9 @@ def product_urls(
     pool=WAREHOUSE_POOL,
     io_manager_key="warehouse_io",
     description="Per relevant client: log1p of recency-decayed page visits (60- and 7-day "
-    "half-lives) and cart adds with buys (60 days) of the 120 categories and 200 SKUs most added "
-    "to carts and bought in the input, and of every price bucket; page visits count through "
+    "half-lives) and cart adds with buys (60 days) of the 120 categories most added to carts and "
+    "bought in the input, the 300 SKUs most added and bought in its last 28 days, and every "
+    "price bucket; page visits count through "
     "`product_urls`. Read from the event table as of the feature cutoff.",
 )
 def item_affinity(
