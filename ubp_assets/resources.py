@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
-from dagster_duckdb_polars import DuckDBPolarsIOManager
+import polars as pl
+from dagster_duckdb import DuckDBIOManager, DuckDBResource
+from dagster_duckdb_polars import DuckDBPolarsTypeHandler
 from pydantic import Field
 
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -150,6 +151,31 @@ class TrainingSettings(dg.ConfigurableResource):
         )
 
 
+class ReplacingPolarsTypeHandler(DuckDBPolarsTypeHandler):
+    """Writes an unpartitioned table anew instead of inserting into the old one.
+
+    The stock handler keeps a table's first schema forever, so a table whose columns change
+    (a code upgrade, a ranked item list of another length) could never be written again.
+    """
+
+    def handle_output(self, context, table_slice, obj: pl.DataFrame, connection):
+        if not table_slice.partition_dimensions and not obj.is_empty():
+            connection.execute(f"DROP TABLE IF EXISTS {table_slice.schema}.{table_slice.table}")
+        super().handle_output(context, table_slice, obj, connection)
+
+
+class WarehouseIOManager(DuckDBIOManager):
+    """Polars frames as DuckDB tables in the warehouse; unpartitioned tables are replaced."""
+
+    @staticmethod
+    def type_handlers():
+        return [ReplacingPolarsTypeHandler()]
+
+    @staticmethod
+    def default_load_type():
+        return pl.DataFrame
+
+
 def build_resources(
     storage: UbpStorage | None = None,
     features: FeatureSettings | None = None,
@@ -165,5 +191,5 @@ def build_resources(
         "probe_settings": probe or ProbeSettings.from_env(),
         "training_settings": training or TrainingSettings.from_env(),
         "warehouse": DuckDBResource(database=database),
-        "warehouse_io": DuckDBPolarsIOManager(database=database, schema="main"),
+        "warehouse_io": WarehouseIOManager(database=database, schema="main"),
     }

@@ -12,6 +12,8 @@ from ubp_assets.events.schema import EVENTS_SCHEMA
 from ubp_assets.features.affinity import (
     HALF_LIVES,
     SKU_RANKING_DAYS,
+    TOP_CATEGORIES,
+    TOP_SKUS,
     column_names,
     item_affinity,
     product_urls,
@@ -130,8 +132,10 @@ def test_affinity_counts_visits_through_the_mapping_with_decay():
     assert ranked["sku"] == [70, 72] and ranked["category"] == [7, 8]
     ids = np.array([2, 1, 3])  # client 3 has no events
     values = item_affinity(events, urls, ids, CUTOFF, ranked)
-    frame = pl.DataFrame(values, schema=column_names(ranked), orient="row")
-    assert frame.shape == (3, len(column_names(ranked)))
+    frame = pl.DataFrame(values, schema=column_names(), orient="row")
+    # one width whatever the data: 3 signals x (120 categories + 300 SKUs), 2 x 100 price buckets
+    assert frame.shape == (3, 3 * (TOP_CATEGORIES + TOP_SKUS) + 2 * 100) == (3, 1_460)
+    assert (frame["sku002_visit_60d"] == 0).all()  # a rank no SKU fills stays zero
     row = dict(zip(frame.columns, frame.row(1), strict=True))  # client 1
     ages = np.array([12.0, 6.0])  # its two visits of sku 70's page, in days before the cutoff
     visits_60 = (0.5 ** (ages / HALF_LIVES["60d"])).sum()

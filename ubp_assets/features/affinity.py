@@ -122,13 +122,16 @@ def ranked_items(events: pl.LazyFrame, cutoff: dt.datetime) -> dict[str, list[in
     return ranked
 
 
-def column_names(ranked: dict[str, list[int]]) -> list[str]:
+# Columns per ranked list, whatever the data: ranks no item fills stay zero, so the table and the
+# embedding keep one width from day to day and from scale to scale.
+RANKS = {"category": TOP_CATEGORIES, "sku": TOP_SKUS, "price": PRICE_BUCKETS}
+
+
+def column_names() -> list[str]:
     names = []
     for column, prefix in (("category", "cat"), ("sku", "sku")):
-        names += [
-            f"{prefix}{r:03d}_{s}" for s, _, _ in ITEM_SIGNALS for r in range(len(ranked[column]))
-        ]
-    names += [f"price{b:02d}_{s}" for s in PRICE_SIGNALS for b in range(len(ranked["price"]))]
+        names += [f"{prefix}{r:03d}_{s}" for s, _, _ in ITEM_SIGNALS for r in range(RANKS[column])]
+    names += [f"price{b:02d}_{s}" for s in PRICE_SIGNALS for b in range(PRICE_BUCKETS)]
     return names
 
 
@@ -140,7 +143,8 @@ def item_affinity(
     ranked: dict[str, list[int]],
 ) -> np.ndarray:
     """log1p of recency-decayed event counts per client (rows of client_ids) and ranked item,
-    for each signal; float32, zeros for clients without such events."""
+    for each signal (the width of `column_names()`); float32, zeros for clients without such
+    events and for ranks no item fills."""
     age = (pl.lit(cutoff) - pl.col("timestamp")).dt.total_seconds() / 86_400.0
     decays = {name: 0.5 ** (age / days) for name, days in HALF_LIVES.items()}
     clients = pl.DataFrame({"client_id": client_ids.astype(np.int64)}).with_row_index("row")
@@ -176,7 +180,7 @@ def item_affinity(
         )
         rows, cols = per_item["row"].to_numpy(), per_item["col"].to_numpy()
         for name, _, _ in signals:
-            block = np.zeros((len(client_ids), len(ids)), dtype=np.float64)
+            block = np.zeros((len(client_ids), RANKS[column]), dtype=np.float64)
             np.add.at(block, (rows, cols), per_item[name].to_numpy())
             blocks.append(np.log1p(block))
     return np.concatenate(blocks, axis=1).astype(np.float32)

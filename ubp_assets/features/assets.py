@@ -479,7 +479,7 @@ def item_affinity(
     ranked = ranked_items(scanned, cutoff)
     values = affinity(scanned, product_urls, relevant, cutoff, ranked)
     frame = pl.DataFrame({"client_id": relevant}).hstack(
-        pl.DataFrame(values, schema=column_names(ranked))
+        pl.DataFrame(values, schema=column_names())
     )
     context.add_output_metadata(
         {
