@@ -144,7 +144,7 @@ def test_user_embeddings_in_every_composition_and_the_table(trained):
         .to_numpy()
     )
     spread = values.std(axis=0)
-    assert (spread > 0).mean() > 0.5
+    assert (spread > 0).sum() > 500  # not degenerate (ranks the tiny data leaves empty stay 0)
     scores = (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
     assert np.abs(scores).max() > 3 * AFFINITY_BOUND  # the bound does bite
     expected_affinity = np.clip(scores, -AFFINITY_BOUND, AFFINITY_BOUND)
