@@ -155,7 +155,7 @@ class ReplacingPolarsTypeHandler(DuckDBPolarsTypeHandler):
     """Writes an unpartitioned table anew instead of inserting into the old one.
 
     The stock handler keeps a table's first schema forever, so a table whose columns change
-    (a code upgrade, a ranked item list of another length) could never be written again.
+    (an upgrade that adds or drops columns) could never be written again.
     """
 
     def handle_output(self, context, table_slice, obj: pl.DataFrame, connection):
