@@ -20,7 +20,7 @@ def _table_of(columns: list[str]) -> dg.AssetsDefinition:
 def test_an_unpartitioned_table_follows_its_latest_columns(tmp_path):
     database = tmp_path / "warehouse.duckdb"
     io_manager = WarehouseIOManager(database=str(database), schema="main")
-    # wider (a code upgrade adds columns), then narrower (a ranked list of another length)
+    # wider (an upgrade adds columns), then narrower (an upgrade drops some)
     for columns in (["a", "b"], ["a", "b", "c"], ["a"]):
         result = dg.materialize([_table_of(columns)], resources={"warehouse_io": io_manager})
         assert result.success
