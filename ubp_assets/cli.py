@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from ubp_assets.synthetic.scales import SCALES
+
 
 def _say(message: str) -> None:
     print(f"[ubp] {message}", file=sys.stderr, flush=True)
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ubp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the main job end to end")
-    scales = ["tiny", "demo", "tenth", "full"]
+    scales = list(SCALES)
     run.add_argument("--scale", default="demo", choices=scales, help="synthetic data's scale")
     run.add_argument("--seed", type=int, default=2025, help="synthetic data seed")
     run.add_argument("--data-dir", help="data directory (default: $UBP_DATA_DIR or ./data)")

@@ -185,10 +185,14 @@ def read_event_file(
     """
     lazy = scan_raw(raw_dir, spec)
     dtype = lazy.collect_schema()["timestamp"]
-    ts = parse_timestamp("timestamp", dtype)
-    in_window = ts.is_null() | ((ts >= start) & (ts < end))
+    # Parsed once into a column: polars parses an expression used three times in one filter
+    # three times (2.0 s against 1.0 s for the 11M page visits of the tenth scale).
+    ts = pl.col("_window_ts")
+    in_window = lazy.with_columns(parse_timestamp("timestamp", dtype).alias("_window_ts")).filter(
+        ts.is_null() | ((ts >= start) & (ts < end))
+    )
     id_column = next(c for c in spec.columns if c not in ("client_id", "timestamp"))
-    return parse_raw(lazy.filter(in_window), spec, key=["client_id", "timestamp", id_column])
+    return parse_raw(in_window.drop("_window_ts"), spec, key=["client_id", "timestamp", id_column])
 
 
 def read_products(raw_dir: str | Path) -> Parsed:

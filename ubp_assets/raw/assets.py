@@ -24,7 +24,7 @@ REAL_EVENT_SHARES = {
 
 
 class SyntheticRawConfig(dg.Config):
-    scale: Literal["tiny", "demo", "tenth", "full"] = "demo"
+    scale: Literal["tiny", "demo", "tenth", "quarter", "full"] = "demo"
     seed: int = 2025
 
 

@@ -43,6 +43,8 @@ SCALES: dict[str, Scale] = {
         Scale("demo", 40_000, 20_000, 20_000, 400, 5_000, 26.0, 20_000),
         # A tenth of the real release: the benchmark size (about 17M events).
         Scale("tenth", 1_870_000, 100_000, 126_000, 680, 200_000, 3.3, 250_000),
+        # A quarter: how the cost of a new day scales, still within a 24 GiB machine (44M events).
+        Scale("quarter", 4_675_000, 250_000, 315_000, 1_700, 500_000, 3.3, 250_000),
         # The real release's size: about 175M events, 18.7M clients.
         Scale("full", 18_700_000, 1_000_000, 1_260_000, 6_800, 2_000_000, 3.3, 250_000),
     )
