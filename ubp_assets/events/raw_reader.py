@@ -186,7 +186,7 @@ def read_event_file(
     lazy = scan_raw(raw_dir, spec)
     dtype = lazy.collect_schema()["timestamp"]
     # Parsed once into a column: polars parses an expression used three times in one filter
-    # three times (2.0 s against 1.0 s for the same filter).
+    # three times (2.0 s against 1.0 s for a day of the tenth scale's page visits).
     ts = pl.col("_window_ts")
     in_window = lazy.with_columns(parse_timestamp("timestamp", dtype).alias("_window_ts")).filter(
         ts.is_null() | ((ts >= start) & (ts < end))
