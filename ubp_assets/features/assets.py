@@ -277,17 +277,15 @@ def feature_matrix(
         cutoff,
         MATRIX_CODE_VERSION,
     )
-    if _last_metadata(context, context.asset_key, FINGERPRINT) == fingerprint and table_exists(
-        warehouse, MATRIX_TABLE
+    last_checks = _last_metadata(context, context.asset_key, STORED_CHECKS)
+    if (
+        _last_metadata(context, context.asset_key, FINGERPRINT) == fingerprint
+        and last_checks is not None
+        and table_exists(warehouse, MATRIX_TABLE)
     ):
         context.log.info("no family table changed; the stored feature matrix stands")
-        # Nothing wrote the table since its checks scanned it: report what they found then.
-        last = _last_metadata(context, context.asset_key, STORED_CHECKS)
-        if last is None:
-            with warehouse.get_connection() as conn:
-                stored = check_stored_matrix(conn, MATRIX_TABLE, relevant)
-        else:
-            stored = StoredMatrixChecks(**last)
+        # Nothing has written the table since the scan that followed its last write: report it.
+        stored = StoredMatrixChecks(**last_checks)
         yield dg.MaterializeResult(
             metadata={
                 FINGERPRINT: fingerprint,
@@ -296,7 +294,7 @@ def feature_matrix(
                 STORED_CHECKS: dg.MetadataValue.json(dataclasses.asdict(stored)),
             }
         )
-        yield from _check_results(stored, scanned_now=last is None)
+        yield from _check_results(stored, scanned_now=False)
         return
 
     span = (cutoff - FIRST_DAY).days
