@@ -35,6 +35,24 @@ def test_a_cli_backfill_runs_concurrently_without_lock_errors(tiny_release, tmp_
         "UBP_DATA_DIR": str(tmp_path / "data"),
         "UBP_RAW_DIR": str(tiny_release),
     }
+    # The backfill is queued first and the daemon started after: its coordinator finds every run
+    # waiting, so whether runs overlap does not hang on how fast the CLI submits them.
+    launched = subprocess.run(
+        [
+            *(BIN / "dagster", "job", "backfill", "-j", "daily_job"),
+            *("-w", ROOT / "workspace.yaml", "--partitions", ",".join(DAYS), "--noprompt"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        queued = [r.dagster_run.status for r in instance.get_run_records()]
+    assert queued == [dg.DagsterRunStatus.QUEUED] * len(DAYS), queued
     log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen(
         [BIN / "dagster-daemon", "run", "-w", ROOT / "workspace.yaml"],
@@ -45,19 +63,6 @@ def test_a_cli_backfill_runs_concurrently_without_lock_errors(tiny_release, tmp_
         start_new_session=True,
     )
     try:
-        launched = subprocess.run(
-            [
-                *(BIN / "dagster", "job", "backfill", "-j", "daily_job"),
-                *("-w", ROOT / "workspace.yaml", "--partitions", ",".join(DAYS), "--noprompt"),
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert launched.returncode == 0, launched.stderr[-2000:]
         instance = dg.DagsterInstance.from_config(str(home))
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline:

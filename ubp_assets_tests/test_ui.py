@@ -207,13 +207,17 @@ def in_view(page, selector: str, attribute: str = "") -> list[str]:
     return page.locator(selector).evaluate_all(IN_VIEW_JS, attribute)
 
 
-def zoom_out_until(page, done, most: int = 8) -> int:
-    """The graph draws only what is in view: zoom out until `done()` holds; how many steps."""
+def zoom_out_until(page, done, most: int = 12) -> int:
+    """The graph draws only what is in view: zoom out until `done()` holds; how many steps.
+
+    `done()` is also asked once after the last step, since it may gather what each view shows.
+    """
     for step in range(most):
         if done():
             return step
         page.locator(ZOOM_OUT).click()
         page.wait_for_timeout(600)
+    done()
     return most
 
 
@@ -282,11 +286,13 @@ def check_probe_scores_lineage(page, dev: DagsterDev, shots: Path) -> None:
     print(f"[ui] probe_scores lineage: {shots / 'ui_probe_scores_lineage.png'}")
 
 
-def names_zooming_out(page, expected: set[str], most: int = 6) -> set[str]:
+def names_zooming_out(page, expected: set[str], most: int = 12) -> set[str]:
     """The asset names drawn while zooming out, until every expected one has been seen.
 
     The graph draws only what is in view, and no labels once zoomed far out, so no single zoom
-    level need show them all: the names are gathered zoom step by zoom step.
+    level need show them all: the names are gathered zoom step by zoom step. The expanded global
+    graph needs five or six steps from where the UI opens it; the limit leaves room for a UI
+    that opens it closer in.
     """
     labels: set[str] = set()
 
