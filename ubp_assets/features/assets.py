@@ -139,12 +139,12 @@ def inputs_fingerprint(storage: UbpStorage, names: list[str], days: list[dt.date
     return _fingerprint(*files, file_state(storage.relevant_clients_path).fingerprint)
 
 
-def _last_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey, name: str) -> object:
+def _last_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, object]:
+    """The metadata values of the asset's latest materialization; empty where there is none."""
     event = context.instance.get_latest_materialization_event(key)
     if event is None or event.asset_materialization is None:
-        return None
-    value = event.asset_materialization.metadata.get(name)
-    return None if value is None else value.value
+        return {}
+    return {name: value.value for name, value in event.asset_materialization.metadata.items()}
 
 
 def _summary(frame: pl.DataFrame) -> str:
@@ -195,7 +195,7 @@ def _fold_asset(family: str, spec: Fold) -> dg.AssetsDefinition:
             require_days(storage, name, days)
         fingerprint = inputs_fingerprint(storage, list(spec.partials), days)
         fingerprint = _fingerprint(fingerprint, cutoff, FOLD_CODE_VERSION)
-        unchanged = _last_metadata(context, context.asset_key, FINGERPRINT) == fingerprint
+        unchanged = _last_metadata(context, context.asset_key).get(FINGERPRINT) == fingerprint
         if unchanged and table_exists(warehouse, table_name):
             context.log.info(f"{table_name}: no input day changed; the stored table stands")
             return dg.MaterializeResult(
@@ -272,14 +272,15 @@ def feature_matrix(
     cutoff = feature_cutoff(feature_settings, challenge_split)
     relevant = load_relevant_clients(storage)
     fingerprint = _fingerprint(
-        *[_last_metadata(context, a.key, FINGERPRINT) for a in FOLDS_LIST],
+        *[_last_metadata(context, a.key).get(FINGERPRINT) for a in FOLDS_LIST],
         file_state(storage.relevant_clients_path).fingerprint,
         cutoff,
         MATRIX_CODE_VERSION,
     )
-    last_checks = _last_metadata(context, context.asset_key, STORED_CHECKS)
+    last = _last_metadata(context, context.asset_key)
+    last_checks = last.get(STORED_CHECKS)
     if (
-        _last_metadata(context, context.asset_key, FINGERPRINT) == fingerprint
+        last.get(FINGERPRINT) == fingerprint
         and last_checks is not None
         and table_exists(warehouse, MATRIX_TABLE)
     ):
