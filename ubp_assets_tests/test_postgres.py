@@ -8,6 +8,7 @@ UBP_REQUIRE_POSTGRES=1 (CI), where it fails.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ import psycopg2
 import pytest
 import yaml
 from psycopg2 import sql
+from psycopg2.errors import InsufficientPrivilege
 from psycopg2.extensions import parse_dsn
 
 from ubp_assets.instance import (
@@ -88,10 +90,25 @@ def pg_database() -> Iterator[dict[str, str]]:
             "DAGSTER_PG_PASSWORD": dsn.get("password", ""),
             "DAGSTER_PG_DB": name,
         }
-        with admin.cursor() as cur:  # FORCE: Dagster's pooled connections may linger
-            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        _drop_database(admin, name)
     finally:
         admin.close()
+
+
+def _drop_database(admin, name: str, attempts: int = 20) -> None:
+    """DROP ... WITH (FORCE), since Dagster's pooled connections may linger. A session this role
+    may not end (an autovacuum worker on the new database: "must be a member of the role whose
+    process is being terminated", seen once in CI) ends by itself: wait and try again."""
+    drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+    for attempt in range(attempts):
+        try:
+            with admin.cursor() as cur:
+                cur.execute(drop)
+            return
+        except InsufficientPrivilege:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 def test_a_materialization_lands_in_postgres(pg_database, tiny_release, tmp_path, monkeypatch):
