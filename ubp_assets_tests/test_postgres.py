@@ -97,8 +97,8 @@ def pg_database() -> Iterator[dict[str, str]]:
 
 def _drop_database(admin, name: str, attempts: int = 20) -> None:
     """DROP ... WITH (FORCE), since Dagster's pooled connections may linger. A session this role
-    may not end (an autovacuum worker on the new database: "must be a member of the role whose
-    process is being terminated", seen once in CI) ends by itself: wait and try again."""
+    may not end ("must be a member of the role whose process is being terminated", seen once in
+    CI; most likely an autovacuum worker on the new database) ends by itself: wait, try again."""
     drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
     for attempt in range(attempts):
         try:
