@@ -11,7 +11,11 @@ import polars as pl
 import pytest
 
 from ubp_assets.evaluation.baseline import BASELINE_DIM, BLOCKS, aggregated_baseline
-from ubp_assets.evaluation.split import challenge_split, split_from_events
+from ubp_assets.evaluation.split import (
+    challenge_split,
+    split_from_event_days,
+    split_from_events,
+)
 from ubp_assets.evaluation.submission import (
     read_submission,
     submission_problems,
@@ -19,6 +23,7 @@ from ubp_assets.evaluation.submission import (
 )
 from ubp_assets.evaluation.targets import TASKS, Targets, build_targets, labels, task_clients
 from ubp_assets.events.schema import EVENT_TYPES, EVENTS_SCHEMA
+from ubp_assets.storage import day_range, write_day_partitions
 
 # ---- the split -----------------------------------------------------------------------------------
 
@@ -47,6 +52,27 @@ def test_end_date_is_the_latest_buy_not_the_latest_event():
     assert split.train_target_start == dt.datetime(2022, 6, 3)  # June 30 - 27 days
     with pytest.raises(ValueError, match="no product_buy"):
         split_from_events(frame.filter(pl.col("event_type") == "page_visit"))
+
+
+def test_the_split_from_stored_days_equals_the_split_over_every_event(tmp_path):
+    frame = pl.DataFrame(
+        {
+            "event_type": ["product_buy", "product_buy", "page_visit", "product_buy"],
+            "timestamp": [
+                dt.datetime(2022, 6, 1, 8),
+                dt.datetime(2022, 6, 30, 23, 59, 59),
+                dt.datetime(2022, 7, 20),  # later days hold no purchase
+                dt.datetime(2022, 6, 30, 9),
+            ],
+        }
+    ).with_columns(date=pl.col("timestamp").dt.date())
+    write_day_partitions(frame, tmp_path, day_range(dt.date(2022, 6, 1), dt.date(2022, 7, 21)))
+    assert split_from_event_days(tmp_path) == split_from_events(frame.lazy())
+    assert split_from_event_days(tmp_path).end_date == dt.datetime(2022, 6, 30, 23, 59, 59)
+    visits = frame.filter(pl.col("event_type") == "page_visit")
+    write_day_partitions(visits, tmp_path / "visits", [dt.date(2022, 7, 20)])
+    with pytest.raises(ValueError, match="no product_buy"):
+        split_from_event_days(tmp_path / "visits")
 
 
 # ---- random event logs and slow references -------------------------------------------------------

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from ubp_assets.evaluation.baseline import BASELINE_DIM, aggregated_baseline
 from ubp_assets.evaluation.oracle import Windows, gap_closed, oracle_embedding
-from ubp_assets.evaluation.split import ChallengeSplit, split_from_events
+from ubp_assets.evaluation.split import ChallengeSplit, split_from_event_days
 from ubp_assets.evaluation.submission import (
     read_submission,
     submission_problems,
@@ -65,7 +65,7 @@ SUBMISSION_CHECK = "submission_format"
     "end_date - 27 days (the input ends there), validation_target_start is 14 days later.",
 )
 def challenge_split(context: dg.AssetExecutionContext, storage: UbpStorage) -> pl.DataFrame:
-    split = split_from_events(scan_events(storage.events_dir))
+    split = split_from_event_days(storage.events_dir)
     context.add_output_metadata({k: v for k, v in split.as_dict().items()})
     return pl.DataFrame(
         {

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import polars as pl
+
+from ubp_assets.storage import scan_days, stored_days
 
 DAYS_IN_TARGET = 14
 
@@ -36,13 +39,33 @@ def challenge_split(end_date: dt.datetime) -> ChallengeSplit:
     )
 
 
-def split_from_events(events: pl.LazyFrame) -> ChallengeSplit:
-    end = (
+def _latest_buy(events: pl.LazyFrame) -> dt.datetime | None:
+    return (
         events.filter(pl.col("event_type") == "product_buy")
         .select(pl.col("timestamp").max())
         .collect()
         .item()
     )
+
+
+NO_BUYS = "no product_buy events: the challenge split needs at least one purchase"
+
+
+def split_from_events(events: pl.LazyFrame) -> ChallengeSplit:
+    end = _latest_buy(events)
     if end is None:
-        raise ValueError("no product_buy events: the challenge split needs at least one purchase")
+        raise ValueError(NO_BUYS)
     return challenge_split(end)
+
+
+def split_from_event_days(events_dir: str | Path) -> ChallengeSplit:
+    """The split from the stored day partitions, newest day first.
+
+    Each day's file holds only that day's events, so the newest day with a purchase holds the
+    latest one: a new day reads a day or two, not the whole history.
+    """
+    for day in reversed(stored_days(events_dir)):
+        end = _latest_buy(scan_days(events_dir, [day]))
+        if end is not None:
+            return challenge_split(end)
+    raise ValueError(NO_BUYS)
