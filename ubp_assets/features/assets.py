@@ -139,12 +139,18 @@ def inputs_fingerprint(storage: UbpStorage, names: list[str], days: list[dt.date
     return _fingerprint(*files, file_state(storage.relevant_clients_path).fingerprint)
 
 
-def _last_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, object]:
-    """The metadata values of the asset's latest materialization; empty where there is none."""
-    event = context.instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
-        return {}
-    return {name: value.value for name, value in event.asset_materialization.metadata.items()}
+def _last_metadata(
+    context: dg.AssetExecutionContext, keys: list[dg.AssetKey]
+) -> dict[dg.AssetKey, dict[str, object]]:
+    """The metadata values of each asset's latest materialization (empty where there is none),
+    in one query of the instance."""
+    events = context.instance.get_latest_materialization_events(keys)
+    metadata: dict[dg.AssetKey, dict[str, object]] = {}
+    for key in keys:
+        event = events.get(key)
+        found = event.asset_materialization if event is not None else None
+        metadata[key] = {n: v.value for n, v in found.metadata.items()} if found else {}
+    return metadata
 
 
 def _summary(frame: pl.DataFrame) -> str:
@@ -195,7 +201,8 @@ def _fold_asset(family: str, spec: Fold) -> dg.AssetsDefinition:
             require_days(storage, name, days)
         fingerprint = inputs_fingerprint(storage, list(spec.partials), days)
         fingerprint = _fingerprint(fingerprint, cutoff, FOLD_CODE_VERSION)
-        unchanged = _last_metadata(context, context.asset_key).get(FINGERPRINT) == fingerprint
+        last = _last_metadata(context, [context.asset_key])[context.asset_key]
+        unchanged = last.get(FINGERPRINT) == fingerprint
         if unchanged and table_exists(warehouse, table_name):
             context.log.info(f"{table_name}: no input day changed; the stored table stands")
             return dg.MaterializeResult(
@@ -271,13 +278,14 @@ def feature_matrix(
 ):
     cutoff = feature_cutoff(feature_settings, challenge_split)
     relevant = load_relevant_clients(storage)
+    metadata = _last_metadata(context, [*(a.key for a in FOLDS_LIST), context.asset_key])
     fingerprint = _fingerprint(
-        *[_last_metadata(context, a.key).get(FINGERPRINT) for a in FOLDS_LIST],
+        *[metadata[a.key].get(FINGERPRINT) for a in FOLDS_LIST],
         file_state(storage.relevant_clients_path).fingerprint,
         cutoff,
         MATRIX_CODE_VERSION,
     )
-    last = _last_metadata(context, context.asset_key)
+    last = metadata[context.asset_key]
     last_checks = last.get(STORED_CHECKS)
     if (
         last.get(FINGERPRINT) == fingerprint
