@@ -1,6 +1,8 @@
 """What runs by itself: a daily schedule, a sensor on the raw files, and the automation conditions
 that make the rest of the graph follow.
 
+- Each night `daily_schedule` (in `definitions`) takes yesterday in up to the feature matrix in one
+  run of `update_job`.
 - New days arrive in the raw files: `raw_files_sensor` notices (the files' fingerprints changed)
   and asks for exactly the day partitions the files cover and `events` lacks, as one run.
 - Folds, the feature matrix, targets, baselines, embeddings and scores follow their inputs

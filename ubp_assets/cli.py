@@ -102,9 +102,12 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
     _check(defs.resolve_job_def("observe_raw_job").execute_in_process(instance=instance))
 
     keys = event_days.get_partition_keys()
-    _say(f"events and daily feature partials: {len(keys)} day partitions in one run")
+    _say(
+        f"events and daily feature partials ({len(keys)} day partitions), the challenge split, "
+        "the families folded over the history, the feature matrix: one run"
+    )
     _check(
-        defs.resolve_job_def("daily_job").execute_in_process(
+        defs.resolve_job_def("update_job").execute_in_process(
             instance=instance,
             tags={
                 "dagster/asset_partition_range_start": keys[0],
@@ -112,8 +115,6 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
             },
         )
     )
-    _say("challenge split, feature families folded over the history, feature matrix")
-    _check(defs.resolve_job_def("features_job").execute_in_process(instance=instance))
     _say("targets, the baselines, the Optuna study, the autoencoder, embeddings, probe scores")
     _check(defs.resolve_job_def("embeddings_job").execute_in_process(instance=instance))
     report = storage.reports_dir / "probe_scores.md"

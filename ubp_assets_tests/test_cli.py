@@ -59,7 +59,7 @@ def test_ubp_run_end_to_end(demo_run):
     runs = [
         p for p in (data / "dagster_home" / "history" / "runs").glob("*.db") if p.stem != "index"
     ]
-    assert len(runs) == 5  # synthetic release, observation, daily partitions, features, scores
+    assert len(runs) == 4  # synthetic release, observation, the days up to the matrix, scores
     assert (data / "reports" / "probe_scores.png").stat().st_size > 10_000
 
 

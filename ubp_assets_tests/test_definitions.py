@@ -73,6 +73,22 @@ def test_the_lineage_reaches_probe_scores_from_the_raw_files_through_every_stage
 
 
 def test_jobs_exist():
-    jobs = ("synthetic_raw_job", "observe_raw_job", "daily_job", "features_job", "embeddings_job")
+    jobs = (
+        "synthetic_raw_job",
+        "observe_raw_job",
+        "daily_job",
+        "update_job",
+        "features_job",
+        "embeddings_job",
+    )
     for name in jobs:
         assert defs.resolve_job_def(name) is not None
+
+
+def test_a_new_day_runs_in_one_process():
+    """The nightly run's fifteen steps are small; a process per step (Dagster's default executor)
+    made a new day at the tenth scale cost 44 s instead of 9 s."""
+    job = defs.resolve_job_def("update_job")
+    assert job.executor_def is dg.in_process_executor
+    schedule = defs.resolve_schedule_def("daily_schedule")
+    assert schedule.job_name == "update_job"

@@ -3,6 +3,7 @@ rebuilds what depends on it and nothing else, and the result equals a full rebui
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from collections import Counter
 
@@ -158,16 +159,70 @@ def test_a_new_day_rebuilds_its_partitions_and_what_follows_and_equals_a_full_bu
     full_instance = dg.DagsterInstance.ephemeral()
     sense(full, full_instance, None)
     run_assets(full, full_instance, ["challenge_split", *FOLDS, "feature_matrix"])
-    tables = []
-    for folder in (data, full_data):
-        with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as conn:
-            tables.append(conn.execute("SELECT * FROM feature_matrix ORDER BY client_id").pl())
-    assert tables[0].equals(tables[1])
+    assert feature_matrix_rows(data).equals(feature_matrix_rows(full_data))
+
+
+FEATURES = FOLLOWERS & {"challenge_split", *FOLDS, "feature_matrix"}
+
+
+def feature_matrix_rows(data) -> pl.DataFrame:
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        return conn.execute("SELECT * FROM feature_matrix ORDER BY client_id").pl()
+
+
+@pytest.mark.slow
+def test_the_nightly_schedule_takes_a_new_day_in_up_to_the_feature_matrix_in_one_run(
+    tiny_release, tmp_path
+):
+    raw = tmp_path / "raw"
+    without_new_day(tiny_release, raw)
+    defs = definitions(raw, tmp_path / "data")
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("update_job")
+    first_key = job.partitions_def.get_partition_keys()[0]
+    days_before = {
+        "dagster/asset_partition_range_start": first_key,
+        "dagster/asset_partition_range_end": "2022-11-08",
+    }
+    assert job.execute_in_process(instance=instance, tags=days_before).success
+    automation_cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+    before = materializations(instance)
+
+    for name in RAW_EVENT_FILES:  # the new day arrives; the schedule ticks the night after
+        shutil.copy(tiny_release / f"{name}.parquet", raw / f"{name}.parquet")
+    schedule = defs.resolve_schedule_def("daily_schedule")
+    tick = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=dt.datetime(2022, 11, 10, 2, tzinfo=dt.UTC),
+    )
+    (request,) = schedule.evaluate_tick(tick).run_requests
+    assert (schedule.job_name, request.partition_key) == ("update_job", NEW_DAY)
+    result = job.execute_in_process(instance=instance, partition_key=request.partition_key)
+    assert result.success
+
+    new = materializations(instance) - before
+    assert set(new) == {(name, NEW_DAY) for name in DAILY} | {(name, None) for name in FEATURES}
+    assert all(count == 1 for count in new.values())
+    assert len(instance.get_runs()) == 2  # the first build, then one run for the new day
+    # Automation finds the features up to date (nothing twice) and hands on to what follows.
+    requested = {
+        r.key.to_user_string()
+        for r in dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=automation_cursor
+        ).results
+        if r.true_subset.size > 0
+    }
+    assert "feature_matrix_embeddings" in requested  # it follows the new matrix
+    assert not requested & FEATURES
+
+    full_data = tmp_path / "full"
+    every_day = {**days_before, "dagster/asset_partition_range_end": NEW_DAY}
+    full = definitions(tiny_release, full_data).resolve_job_def("update_job")
+    assert full.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=every_day).success
+    assert feature_matrix_rows(tmp_path / "data").equals(feature_matrix_rows(full_data))
 
 
 def test_missing_ranges_are_contiguous_runs_of_absent_days():
-    import datetime as dt
-
     days = [dt.date(2022, 5, d) for d in range(1, 8)]
     have = {"2022-05-03", "2022-05-04"}
     assert missing_ranges(days, have) == [
