@@ -277,7 +277,6 @@ def feature_matrix(
     challenge_split: pl.DataFrame,
 ):
     cutoff = feature_cutoff(feature_settings, challenge_split)
-    relevant = load_relevant_clients(storage)
     metadata = _last_metadata(context, [*(a.key for a in FOLDS_LIST), context.asset_key])
     fingerprint = _fingerprint(
         *[metadata[a.key].get(FINGERPRINT) for a in FOLDS_LIST],
@@ -306,6 +305,7 @@ def feature_matrix(
         yield from _check_results(stored, scanned_now=False)
         return
 
+    relevant = load_relevant_clients(storage)
     span = (cutoff - FIRST_DAY).days
     tables = [read_table(warehouse, a.key.to_user_string()) for a in FOLDS_LIST]
     built = build_feature_matrix(relevant, tables, FEATURES, span)
