@@ -162,7 +162,7 @@ def test_a_new_day_rebuilds_its_partitions_and_what_follows_and_equals_a_full_bu
     assert feature_matrix_rows(data).equals(feature_matrix_rows(full_data))
 
 
-FEATURES = FOLLOWERS & {"challenge_split", *FOLDS, "feature_matrix"}
+FEATURES = {"challenge_split", *FOLDS, "feature_matrix"}
 
 
 def feature_matrix_rows(data) -> pl.DataFrame:
