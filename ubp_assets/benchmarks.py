@@ -80,8 +80,8 @@ def print_synthetic(figures: dict, scale: str, reference: str) -> None:
 
 
 def step_seconds_by_stage(instance, run_id: str) -> dict[str, float]:
-    """Seconds of a run's steps by stage (the events step, the daily partials, the split with the
-    folds and the matrix), from the timestamps of the run's step events."""
+    """Seconds of a run's steps by stage (the events step, the daily partials' step, the split with
+    the families' folds and the matrix), from the timestamps of the run's step events."""
     import dagster as dg
 
     started: dict[str, float] = {}
@@ -93,7 +93,7 @@ def step_seconds_by_stage(instance, run_id: str) -> dict[str, float]:
             key = record.step_key
             if key == "events":
                 stage = "events_step"
-            elif key.endswith("_daily"):
+            elif key == "daily_partials":
                 stage = "partial_steps"
             else:
                 stage = "fold_steps"

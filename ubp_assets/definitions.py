@@ -21,8 +21,8 @@ from ubp_assets.evaluation.assets import (
 )
 from ubp_assets.events.assets import events
 from ubp_assets.features.assets import (
-    FOLDS_LIST,
-    PARTIALS_LIST,
+    daily_partials,
+    family_features,
     feature_matrix,
     item_affinity,
     product_urls,
@@ -41,25 +41,25 @@ observe_raw_job = dg.define_asset_job(
 )
 daily_job = dg.define_asset_job(
     "daily_job",
-    selection=[events, *PARTIALS_LIST],
+    selection=[events, daily_partials],
     description="The day-partitioned event table and every family's daily partial; a backfill "
     "of many days runs as one pass.",
 )
 features_job = dg.define_asset_job(
     "features_job",
-    selection=[challenge_split, *FOLDS_LIST, feature_matrix],
+    selection=[challenge_split, family_features, feature_matrix],
     description="The challenge split, every family folded over the history, the feature matrix.",
 )
 update_job = dg.define_asset_job(
     "update_job",
-    selection=[events, *PARTIALS_LIST, challenge_split, *FOLDS_LIST, feature_matrix],
+    selection=[events, daily_partials, challenge_split, family_features, feature_matrix],
     description="Days taken in end to end, in one run: their events partitions and daily "
     "partials, then the split, every family's fold and the feature matrix (a fold whose input "
     "days did not change stands). The nightly schedule runs it for yesterday; `ubp run` for "
     "every day. Its steps run in the run's process.",
-    # A new day's fifteen steps are small (0.05 to 2 s of work each); Dagster's default executor
+    # A new day's five steps are small (0.1 to 2 s of work each); Dagster's default executor
     # would start a process that loads the code location for each (a new day at the tenth scale
-    # took 44 s that way, 6 to 9 s in one process).
+    # took 44 s that way, 6 to 9 s in one process when it had fifteen steps).
     executor_def=dg.in_process_executor,
 )
 EMBEDDINGS = [
@@ -113,9 +113,9 @@ ASSETS = dg.map_asset_specs(
     [
         synthetic_raw,
         events,
-        *PARTIALS_LIST,
+        daily_partials,
         challenge_split,
-        *FOLDS_LIST,
+        family_features,
         feature_matrix,
         *EMBEDDINGS,
     ],

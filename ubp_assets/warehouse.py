@@ -19,9 +19,12 @@ def read_table(warehouse: DuckDBResource, name: str) -> pl.DataFrame:
         return conn.execute(f'SELECT * FROM "{name}"').pl()
 
 
-def table_exists(warehouse: DuckDBResource, name: str) -> bool:
+def existing_tables(warehouse: DuckDBResource, names: list[str]) -> set[str]:
+    """Which of the named tables the warehouse holds, in one connection."""
     with warehouse.get_connection() as conn:
         found = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-        ).fetchone()
-    return bool(found and found[0])
+            "SELECT table_name FROM information_schema.tables WHERE table_name IN "
+            "(SELECT unnest(?::VARCHAR[]))",
+            [names],
+        ).fetchall()
+    return {name for (name,) in found}

@@ -86,7 +86,7 @@ def test_jobs_exist():
 
 
 def test_a_new_day_runs_in_one_process():
-    """The nightly run's fifteen steps are small; a process per step (Dagster's default executor)
+    """The nightly run's five steps are small; a process per step (Dagster's default executor)
     made a new day at the tenth scale cost 44 s instead of 6 to 9 s."""
     job = defs.resolve_job_def("update_job")
     assert job.executor_def is dg.in_process_executor

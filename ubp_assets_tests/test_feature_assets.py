@@ -11,14 +11,20 @@ import pytest
 from ubp_assets.definitions import defs
 from ubp_assets.evaluation.assets import challenge_split
 from ubp_assets.events.assets import events
-from ubp_assets.features.assets import FOLDS_LIST, MATRIX_CHECKS, PARTIALS_LIST, feature_matrix
+from ubp_assets.features.assets import (
+    MATRIX_CHECKS,
+    PARTIAL_KEYS,
+    daily_partials,
+    family_features,
+    feature_matrix,
+)
 from ubp_assets.features.common import Feature
 from ubp_assets.features.matrix import build_feature_matrix, check_stored_matrix
 from ubp_assets.resources import FeatureSettings, UbpStorage, build_resources
 from ubp_assets_tests.helpers import RANGE_END, RANGE_START, failure_message
 
 FIRST, LAST, CUTOFF = "2022-04-14", "2022-05-03", "2022-05-01"
-ASSETS = [events, *PARTIALS_LIST, challenge_split, *FOLDS_LIST, feature_matrix]
+ASSETS = [events, daily_partials, challenge_split, family_features, feature_matrix]
 
 
 def resources(raw, data, cutoff=CUTOFF):
@@ -30,7 +36,7 @@ def resources(raw, data, cutoff=CUTOFF):
 def run_daily(raw, data, first=FIRST, last=LAST):
     return dg.materialize(
         ASSETS,
-        selection=[events, *PARTIALS_LIST],
+        selection=[events, daily_partials],
         resources=resources(raw, data),
         tags={RANGE_START: first, RANGE_END: last},
         instance=dg.DagsterInstance.ephemeral(),
@@ -40,7 +46,7 @@ def run_daily(raw, data, first=FIRST, last=LAST):
 def run_features(raw, data, cutoff=CUTOFF, instance=None):
     return dg.materialize(
         ASSETS,
-        selection=[challenge_split, *FOLDS_LIST, feature_matrix],
+        selection=[challenge_split, family_features, feature_matrix],
         resources=resources(raw, data, cutoff),
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
@@ -80,10 +86,44 @@ def test_each_family_is_its_own_group_with_a_partial_and_a_fold():
     assert graph.get(dg.AssetKey("temporal_daily")).group_name == "temporal"
 
 
+def test_one_family_can_be_materialized_alone(tiny_release, tmp_path):
+    """The six partials and the six folds are one step each, and still separate assets: a
+    selection of one family's partial and fold writes that family and nothing else."""
+    storage = resources(tiny_release, tmp_path)
+    days = {RANGE_START: FIRST, RANGE_END: "2022-04-16"}
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize(ASSETS, selection=[events], resources=storage, tags=days).success
+    result = dg.materialize(
+        ASSETS,
+        selection=["session_daily"],
+        resources=storage,
+        tags=days,
+        instance=instance,
+    )
+    assert result.success
+    assert {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()} == {
+        "session_daily"
+    }
+    assert [p.name for p in (tmp_path / "warehouse" / "partials").iterdir()] == ["session_daily"]
+    # The fold of the session family needs only its own partial, before the cutoff.
+    result = dg.materialize(
+        ASSETS,
+        selection=["challenge_split", "session_features"],
+        resources=resources(tiny_release, tmp_path, cutoff="2022-04-17"),
+        instance=instance,
+    )
+    assert result.success
+    folded = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    assert folded == {"challenge_split", "session_features"}
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        tables = {t for (t,) in conn.execute("SHOW TABLES").fetchall()}
+    assert "session_features" in tables and "temporal_features" not in tables
+
+
 def test_partials_are_written_per_day(built):
     data, _ = built
-    for asset in PARTIALS_LIST:
-        name = asset.key.to_user_string()
+    for key in PARTIAL_KEYS:
+        name = key.to_user_string()
         days = sorted(p.name for p in (data / "warehouse" / "partials" / name).iterdir())
         assert days[0] == f"date={FIRST}" and days[-1] == f"date={LAST}" and len(days) == 20
 

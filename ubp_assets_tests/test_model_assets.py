@@ -15,7 +15,7 @@ from ubp_assets.definitions import EMBEDDINGS
 from ubp_assets.evaluation.assets import SCORED_METHODS, challenge_split
 from ubp_assets.evaluation.submission import read_submission
 from ubp_assets.events.assets import events
-from ubp_assets.features.assets import FOLDS_LIST, PARTIALS_LIST, feature_matrix
+from ubp_assets.features.assets import daily_partials, family_features, feature_matrix
 from ubp_assets.model.assets import AFFINITY_BOUND, FORECAST_WEIGHT
 from ubp_assets.model.tuning import STUDY_NAME, halves, open_study
 from ubp_assets.resources import (
@@ -50,11 +50,11 @@ def resources(raw, data, trials=2):
     )
 
 
-ALL = [events, *PARTIALS_LIST, challenge_split, *FOLDS_LIST, feature_matrix, *EMBEDDINGS]
+ALL = [events, daily_partials, challenge_split, family_features, feature_matrix, *EMBEDDINGS]
 
 
 def materialize(raw, data, names, instance, trials=2, **kwargs):
-    keys = [a.key for a in ALL if any(_match(a.key, n) for n in names)]
+    keys = [k for a in ALL for k in a.keys if any(_match(k, n) for n in names)]
     return dg.materialize(
         ALL, selection=keys, resources=resources(raw, data, trials), instance=instance, **kwargs
     )

@@ -28,7 +28,7 @@ from ubp_assets.storage import (
     scan_days,
     write_day_partitions,
 )
-from ubp_assets.warehouse import read_table, table_exists, write_table
+from ubp_assets.warehouse import existing_tables, read_table, write_table
 
 PARTIAL_CODE_VERSION = "1"
 FOLD_CODE_VERSION = "1"
@@ -44,56 +44,68 @@ def load_relevant_clients(storage: UbpStorage) -> np.ndarray:
 # ---- daily partials ------------------------------------------------------------------------------
 
 
-def _partial_asset(name: str, spec: Partial) -> dg.AssetsDefinition:
-    deps = [events]
+def _partial_spec(name: str, spec: Partial) -> dg.AssetSpec:
+    deps = [events.key]
     if spec.relevant_only:
         deps.append(RAW_KEYS["relevant_clients"])
     if spec.needs_names:
         deps.append(RAW_KEYS["product_properties"])
-
-    @dg.asset(
-        name=name,
-        partitions_def=event_days,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    return dg.AssetSpec(
+        name,
         deps=deps,
         group_name=spec.group,
         kinds={"polars", "parquet"},
         code_version=PARTIAL_CODE_VERSION,
         description=spec.description,
     )
-    def _partial(context: dg.AssetExecutionContext, storage: UbpStorage) -> dg.MaterializeResult:
-        first, last = window_days(context)
-        days = day_range(first, last)
-        absent = missing_days(storage.events_dir, days)
-        if absent:
-            raise dg.Failure(
-                description=f"events lacks {len(absent)} of these days ({absent[0]}, ...): "
-                "materialize those events partitions first"
-            )
-        day_events = scan_events(storage.events_dir, days)
-        if spec.relevant_only:
-            relevant = pl.Series(load_relevant_clients(storage))
-            day_events = day_events.filter(pl.col("client_id").is_in(relevant.implode()))
-        names = (
-            read_products(storage.raw_path).rows.select("sku", "name").lazy()
-            if spec.needs_names
-            else pl.LazyFrame()
+
+
+PARTIAL_KEYS = [dg.AssetKey(name) for name in PARTIALS]
+
+
+# One step for the six families: a new day's partials are small, and each step of its own cost
+# more in Dagster's bookkeeping than in work. Each remains an asset of its family's group that can
+# be materialized alone.
+@dg.multi_asset(
+    name="daily_partials",
+    specs=[_partial_spec(name, spec) for name, spec in PARTIALS.items()],
+    partitions_def=event_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=True,
+)
+def daily_partials(context: dg.AssetExecutionContext, storage: UbpStorage):
+    first, last = window_days(context)
+    days = day_range(first, last)
+    absent = missing_days(storage.events_dir, days)
+    if absent:
+        raise dg.Failure(
+            description=f"events lacks {len(absent)} of these days ({absent[0]}, ...): "
+            "materialize those events partitions first"
         )
-        frame = spec.compute(day_events, names).collect()
+    selected = {n: s for n, s in PARTIALS.items() if dg.AssetKey(n) in context.selected_asset_keys}
+    day_events = scan_events(storage.events_dir, days)
+    relevant_events = day_events
+    if any(s.relevant_only for s in selected.values()):
+        relevant = pl.Series(load_relevant_clients(storage))
+        relevant_events = day_events.filter(pl.col("client_id").is_in(relevant.implode()))
+    names = (
+        read_products(storage.raw_path).rows.select("sku", "name").lazy()
+        if any(s.needs_names for s in selected.values())
+        else pl.LazyFrame()
+    )
+    for name, spec in selected.items():
+        frame = spec.compute(relevant_events if spec.relevant_only else day_events, names)
+        frame = frame.collect()
         write_day_partitions(frame, storage.partials_dir / name, days)
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
+            asset_key=name,
             metadata={
                 "dagster/row_count": frame.height,
                 "dagster/column_schema": column_schema(frame.schema),
                 "days": f"{first}..{last}",
                 "preview": dg.MetadataValue.md(markdown_table(frame)),
-            }
+            },
         )
-
-    return _partial
-
-
-PARTIAL_ASSETS = {name: _partial_asset(name, spec) for name, spec in PARTIALS.items()}
 
 
 # ---- folds -------------------------------------------------------------------------------------
@@ -127,16 +139,15 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-def inputs_fingerprint(storage: UbpStorage, names: list[str], days: list[dt.date]) -> str:
-    """Size and modification time of every partial day a fold reads, and the relevant clients:
-    equal fingerprints mean equal inputs, so the stored table can stand."""
-    root = storage.partials_dir
-    files = [
-        file_state(partition_dir(root / name, day) / DATA_FILE, count_rows=False).fingerprint
-        for name in names
-        for day in days
-    ]
-    return _fingerprint(*files, file_state(storage.relevant_clients_path).fingerprint)
+def partial_fingerprint(storage: UbpStorage, name: str, days: list[dt.date]) -> str:
+    """Size and modification time of every day of a partial: equal fingerprints, equal days."""
+    root = storage.partials_dir / name
+    return _fingerprint(
+        *(
+            file_state(partition_dir(root, day) / DATA_FILE, count_rows=False).fingerprint
+            for day in days
+        )
+    )
 
 
 def _last_metadata(
@@ -171,44 +182,65 @@ def _summary(frame: pl.DataFrame) -> str:
 
 
 FINGERPRINT = "input_fingerprint"
+FOLD_KEYS = {family: dg.AssetKey(f"{family}_features") for family in FOLDS}
 
 
-def _fold_asset(family: str, spec: Fold) -> dg.AssetsDefinition:
-    table_name = f"{family}_features"
-
-    @dg.asset(
-        name=table_name,
-        deps=[PARTIAL_ASSETS[n] for n in spec.partials],
-        ins={"challenge_split": dg.AssetIn()},
+def _fold_spec(family: str, spec: Fold) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        FOLD_KEYS[family],
+        deps=[*spec.partials, "challenge_split"],
         group_name=family,
         kinds={"polars", "duckdb"},
         code_version=FOLD_CODE_VERSION,
-        pool=WAREHOUSE_POOL,
         description=f"{spec.description} A table in the DuckDB warehouse. When none of the "
         "partial days it reads has changed since it was built, the stored table stands and the "
         "fold costs only a look at the files.",
     )
-    def _fold(
-        context: dg.AssetExecutionContext,
-        storage: UbpStorage,
-        warehouse: DuckDBResource,
-        feature_settings: FeatureSettings,
-        challenge_split: pl.DataFrame,
-    ) -> dg.MaterializeResult:
-        cutoff = feature_cutoff(feature_settings, challenge_split)
-        days = history_days(cutoff)
-        for name in spec.partials:
-            require_days(storage, name, days)
-        fingerprint = inputs_fingerprint(storage, list(spec.partials), days)
-        fingerprint = _fingerprint(fingerprint, cutoff, FOLD_CODE_VERSION)
-        last = _last_metadata(context, [context.asset_key])[context.asset_key]
-        unchanged = last.get(FINGERPRINT) == fingerprint
-        if unchanged and table_exists(warehouse, table_name):
-            context.log.info(f"{table_name}: no input day changed; the stored table stands")
-            return dg.MaterializeResult(
-                metadata={FINGERPRINT: fingerprint, "cutoff": str(cutoff), "recomputed": False}
+
+
+# One step for the six families, like the partials: on a new day most folds stand (their cutoff
+# is before the day), and a step each would cost more than looking at their files.
+@dg.multi_asset(
+    name="family_features",
+    specs=[_fold_spec(family, spec) for family, spec in FOLDS.items()],
+    ins={"challenge_split": dg.AssetIn()},
+    pool=WAREHOUSE_POOL,
+    can_subset=True,
+)
+def family_features(
+    context: dg.AssetExecutionContext,
+    storage: UbpStorage,
+    warehouse: DuckDBResource,
+    feature_settings: FeatureSettings,
+    challenge_split: pl.DataFrame,
+):
+    cutoff = feature_cutoff(feature_settings, challenge_split)
+    days = history_days(cutoff)
+    selected = {f: s for f, s in FOLDS.items() if FOLD_KEYS[f] in context.selected_asset_keys}
+    needed = sorted({name for spec in selected.values() for name in spec.partials})
+    for name in needed:
+        require_days(storage, name, days)
+    by_partial = {name: partial_fingerprint(storage, name, days) for name in needed}
+    relevant_state = file_state(storage.relevant_clients_path).fingerprint
+    last = _last_metadata(context, [FOLD_KEYS[f] for f in selected])
+    stored = existing_tables(warehouse, [FOLD_KEYS[f].to_user_string() for f in selected])
+    relevant = None
+    standing = []
+    for family, spec in selected.items():
+        key = FOLD_KEYS[family]
+        table_name = key.to_user_string()
+        fingerprint = _fingerprint(
+            *(by_partial[n] for n in spec.partials), relevant_state, cutoff, FOLD_CODE_VERSION
+        )
+        if last[key].get(FINGERPRINT) == fingerprint and table_name in stored:
+            standing.append(table_name)
+            yield dg.MaterializeResult(
+                asset_key=key,
+                metadata={FINGERPRINT: fingerprint, "cutoff": str(cutoff), "recomputed": False},
             )
-        relevant = pl.Series(load_relevant_clients(storage)).implode()
+            continue
+        if relevant is None:
+            relevant = pl.Series(load_relevant_clients(storage)).implode()
         partials = {n: scan_days(storage.partials_dir / n, days) for n in spec.partials}
         table, ranked = spec.compute(partials, cutoff)
         frame = table.filter(pl.col("client_id").is_in(relevant)).sort("client_id").collect()
@@ -217,7 +249,8 @@ def _fold_asset(family: str, spec: Fold) -> dg.AssetsDefinition:
             f"ranked_{k}_ids": dg.MetadataValue.json({"ids_by_rank": v})
             for k, v in (ranked or {}).items()
         }
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
+            asset_key=key,
             metadata={
                 FINGERPRINT: fingerprint,
                 "recomputed": True,
@@ -229,15 +262,11 @@ def _fold_asset(family: str, spec: Fold) -> dg.AssetsDefinition:
                 "features": frame.width - 1,
                 "summary": dg.MetadataValue.md(_summary(frame.select(frame.columns[:61]))),
                 **extra,
-            }
+            },
         )
 
-    return _fold
-
-
-FOLD_ASSETS = {family: _fold_asset(family, spec) for family, spec in FOLDS.items()}
-PARTIALS_LIST = list(PARTIAL_ASSETS.values())
-FOLDS_LIST = list(FOLD_ASSETS.values())
+    if standing:
+        context.log.info(f"no input day changed, the stored tables stand: {', '.join(standing)}")
 
 
 # ---- the feature matrix --------------------------------------------------------------------------
@@ -254,7 +283,7 @@ STORED_CHECKS = "stored_checks"
 
 @dg.asset(
     ins={"challenge_split": dg.AssetIn()},
-    deps=[*FOLDS_LIST, RAW_KEYS["relevant_clients"]],
+    deps=[*FOLD_KEYS.values(), RAW_KEYS["relevant_clients"]],
     group_name="features",
     kinds={"polars", "duckdb"},
     code_version=MATRIX_CODE_VERSION,
@@ -277,9 +306,9 @@ def feature_matrix(
     challenge_split: pl.DataFrame,
 ):
     cutoff = feature_cutoff(feature_settings, challenge_split)
-    metadata = _last_metadata(context, [*(a.key for a in FOLDS_LIST), context.asset_key])
+    metadata = _last_metadata(context, [*FOLD_KEYS.values(), context.asset_key])
     fingerprint = _fingerprint(
-        *[metadata[a.key].get(FINGERPRINT) for a in FOLDS_LIST],
+        *[metadata[key].get(FINGERPRINT) for key in FOLD_KEYS.values()],
         file_state(storage.relevant_clients_path).fingerprint,
         cutoff,
         MATRIX_CODE_VERSION,
@@ -289,7 +318,7 @@ def feature_matrix(
     if (
         last.get(FINGERPRINT) == fingerprint
         and last_checks is not None
-        and table_exists(warehouse, MATRIX_TABLE)
+        and existing_tables(warehouse, [MATRIX_TABLE])
     ):
         context.log.info("no family table changed; the stored feature matrix stands")
         # Nothing has written the table since the scan that followed its last write: report it.
@@ -307,7 +336,7 @@ def feature_matrix(
 
     relevant = load_relevant_clients(storage)
     span = (cutoff - FIRST_DAY).days
-    tables = [read_table(warehouse, a.key.to_user_string()) for a in FOLDS_LIST]
+    tables = [read_table(warehouse, key.to_user_string()) for key in FOLD_KEYS.values()]
     built = build_feature_matrix(relevant, tables, FEATURES, span)
     matrix = built.matrix
     write_table(warehouse, MATRIX_TABLE, matrix)
