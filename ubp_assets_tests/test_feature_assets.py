@@ -13,7 +13,6 @@ from ubp_assets.evaluation.assets import challenge_split
 from ubp_assets.events.assets import events
 from ubp_assets.features.assets import (
     MATRIX_CHECKS,
-    PARTIAL_KEYS,
     daily_partials,
     family_features,
     feature_matrix,
@@ -122,7 +121,7 @@ def test_one_family_can_be_materialized_alone(tiny_release, tmp_path):
 
 def test_partials_are_written_per_day(built):
     data, _ = built
-    for key in PARTIAL_KEYS:
+    for key in daily_partials.keys:
         name = key.to_user_string()
         days = sorted(p.name for p in (data / "warehouse" / "partials" / name).iterdir())
         assert days[0] == f"date={FIRST}" and days[-1] == f"date={LAST}" and len(days) == 20

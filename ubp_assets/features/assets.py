@@ -60,9 +60,6 @@ def _partial_spec(name: str, spec: Partial) -> dg.AssetSpec:
     )
 
 
-PARTIAL_KEYS = [dg.AssetKey(name) for name in PARTIALS]
-
-
 # One step for the six families: a new day's partials are small, and each step of its own cost
 # more in Dagster's bookkeeping than in work. Each remains an asset of its family's group that can
 # be materialized alone.
