@@ -248,6 +248,13 @@ def check_global_graph(page, dev: DagsterDev, groups: set[str], shots: Path, dat
     expect(page.locator(ASSET_NAME).first).to_be_visible()
     expected = asset_names()
     seen = names_zooming_out(page, expected)
+    if seen != expected:
+        # On a loaded machine the expanded layout can still be moving while the view zooms out
+        # (CI once ended fully zoomed out over an empty view): look again from a fresh load.
+        page.reload()
+        expect(page.locator(ASSET_NAME).first).to_be_visible()
+        page.wait_for_timeout(2_000)
+        seen |= names_zooming_out(page, expected)
     print(f"[ui] expanded graph: {len(seen & expected)} of {len(expected)} asset nodes drawn")
     assert seen == expected, f"drawn but not assets: {sorted(seen - expected)}; " + (
         f"assets not drawn: {sorted(expected - seen)}"
