@@ -8,7 +8,7 @@ import json
 import polars as pl
 import pytest
 
-from ubp_assets.events.raw_reader import RawDataError
+from ubp_assets.events.raw_reader import RawDataError, read_products
 from ubp_assets.events.table import build_events
 from ubp_assets_tests.helpers import failure_message, materialization_metadata, materialize_events
 
@@ -105,6 +105,56 @@ def test_unparsable_timestamps_are_quarantined_as_undated(raw_copy, tmp_path):
     )
 
 
+def test_a_day_owns_the_timestamps_whose_text_sorts_into_it(raw_copy):
+    """A run of one day reads only the rows whose text sorts into it, yet agrees with a run of
+    every day on that day's events and rejects: text in the day that is not exactly a valid
+    `YYYY-MM-DD HH:MM:SS` is rejected there (even where a lenient parser would read it), text
+    outside every day comes back undated, and a valid time outside every day is let go."""
+    stamps = {
+        0: f"{DAY} 99:00:00",
+        1: f"{DAY} 1:00:00",
+        2: f"{DAY}T10:00:00",
+        3: "2022-6-01 10:00:00",
+        4: "not a time",
+        5: "2021-01-01 00:00:00",
+        6: f"{DAY} 23:59:60",
+    }
+    index = pl.int_range(pl.len())
+    swap = pl.col("timestamp")
+    for i, text in stamps.items():
+        swap = pl.when(index == i).then(pl.lit(text)).otherwise(swap)
+    rewrite(raw_copy, "page_visit", lambda f: f.with_columns(swap.alias("timestamp")))
+    span = (dt.date(2022, 4, 14), dt.date(2022, 11, 9))
+
+    day = build_events(raw_copy, FIRST, LAST, span)
+    every_day = build_events(raw_copy, *span, span)
+
+    assert day.events.height > 0
+    assert day.events.equals(every_day.events.filter(pl.col("date") == FIRST))
+
+    def ours(rejected: pl.DataFrame) -> dict[str, tuple[str | None, str]]:
+        rows = rejected.filter(pl.col("file") == "page_visit").with_columns(
+            pl.col("row").str.json_path_match("$.timestamp").alias("text")
+        )
+        rows = rows.filter(pl.col("text").is_in(list(stamps.values())))
+        return {
+            t: (d and d.isoformat(), r) for t, d, r in rows.select("text", "date", "reason").rows()
+        }
+
+    expected = {
+        stamps[0]: (DAY, "unparsable timestamp"),
+        stamps[1]: (DAY, "unparsable timestamp"),
+        stamps[2]: (DAY, "unparsable timestamp"),
+        stamps[3]: (None, "unparsable timestamp"),
+        stamps[4]: (None, "unparsable timestamp"),
+        stamps[6]: (DAY, "unparsable timestamp"),
+    }
+    assert ours(day.rejected) == expected
+    in_day_or_undated = pl.col("date").is_null() | (pl.col("date") == FIRST)
+    assert ours(every_day.rejected.filter(in_day_or_undated)) == expected
+    assert every_day.events.filter(pl.col("timestamp").dt.year() == 2021).is_empty()
+
+
 def test_malformed_queries_are_quarantined_in_their_day(raw_copy, tmp_path):
     queries = pl.read_parquet(raw_copy / "search_query.parquet")
     on_day = queries.with_row_index().filter(pl.col("timestamp").str.starts_with(DAY))["index"]
@@ -187,6 +237,27 @@ def test_bad_product_rows_are_quarantined(raw_copy):
     result = build(raw_copy)
     assert rejected(result, "price bucket above 99").height == 1
     assert rejected(result, "price bucket above 99")["file"].to_list() == ["product_properties"]
+
+
+def test_products_read_for_some_skus_are_those_of_a_full_reading(raw_copy):
+    """A day reads only its SKUs' products; a repeated SKU must still keep its first listing."""
+    products = pl.read_parquet(raw_copy / "product_properties.parquet")
+    first_two = products.head(2)["sku"].to_list()
+    repeated = products.head(1).with_columns(pl.lit(7, products.schema["price"]).alias("price"))
+    pl.concat([products, repeated]).write_parquet(raw_copy / "product_properties.parquet")
+    skus = pl.Series([*first_two, products["sku"][-1]])
+
+    some = read_products(raw_copy, skus)
+    every = read_products(raw_copy)
+
+    assert some.rows.sort("sku").equals(
+        every.rows.filter(pl.col("sku").is_in(skus.implode())).sort("sku")
+    )
+    assert some.rows.height == 3
+    assert some.rows.filter(pl.col("sku") == first_two[0])["price"].to_list() == [
+        products["price"][0]
+    ]
+    assert some.rejected["reason"].to_list() == ["duplicate sku"]
 
 
 def test_timestamp_and_list_columns_are_read_like_strings(raw_copy, tiny_release):

@@ -59,7 +59,7 @@ def events(
         f"building events for {first}..{last} ({len(days)} days) from {storage.raw_path}"
     )
     try:
-        build = build_events(storage.raw_path, first, last)
+        build = build_events(storage.raw_path, first, last, (FIRST_DAY, LAST_DAY))
     except RawDataError as exc:
         raise dg.Failure(description=str(exc)) from exc
     written = write_day_partitions(build.events, storage.events_dir, days)

@@ -15,8 +15,10 @@ from pathlib import Path
 import polars as pl
 
 from ubp_assets.events.schema import PRODUCT_PROPERTIES, VECTOR_DIM, RawFile, Vector
+from ubp_assets.storage import day_range
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"
 VECTOR_PATTERN = r"^\[\s*(?:\d{1,3}\s+){" + str(VECTOR_DIM - 1) + r"}\d{1,3}\s*\]$"
 REASON = "reason"
 
@@ -78,13 +80,21 @@ def scan_raw(raw_dir: str | Path, spec: RawFile) -> pl.LazyFrame:
 
 
 def parse_timestamp(column: str, dtype: pl.DataType) -> pl.Expr:
-    """Naive microsecond timestamps; strings that do not parse become null."""
+    """Naive microsecond timestamps; strings not written exactly `YYYY-MM-DD HH:MM:SS` become null.
+
+    The parser alone would also take `2022-11-9 1:00:00`, and read `2022-11-09 23:59:60` as the
+    next day; refusing such text keeps every valid timestamp in the day its text names, which is
+    what lets a run pick its days' rows by text.
+    """
     if dtype == pl.String:
         # No cache: timestamps are nearly all distinct, so a cache of parsed values only costs
         # (1.2 s against 0.8 s for a day's filter over the 11M page visits of the tenth scale).
-        return pl.col(column).str.strptime(
+        parsed = pl.col(column).str.strptime(
             pl.Datetime("us"), TIMESTAMP_FORMAT, strict=False, cache=False
         )
+        # A pattern test costs less than formatting each parsed value back (0.22 s against
+        # 0.52 s over the tenth scale's 15.7M page visits).
+        return pl.when(pl.col(column).str.contains(TIMESTAMP_PATTERN)).then(parsed)
     if getattr(dtype, "time_zone", None):
         return (
             pl.col(column)
@@ -131,11 +141,16 @@ def _reasons(spec: RawFile) -> list[tuple[pl.Expr, str]]:
 
 
 def parse_raw(
-    lazy: pl.LazyFrame, spec: RawFile, key: list[str], duplicate_reason: str = "exact duplicate"
+    lazy: pl.LazyFrame,
+    spec: RawFile,
+    key: list[str],
+    duplicate_reason: str = "exact duplicate",
+    owner_day: pl.Expr | None = None,
 ) -> Parsed:
     """Type every column, give each bad row its first reason, and set aside repeats of `key`.
 
-    Among valid rows the first with a given `key` is kept; later ones are rejected.
+    Among valid rows the first with a given `key` is kept; later ones are rejected. A rejected
+    row's day is its timestamp's, else `owner_day` (over the raw columns, `_raw_<column>`).
     """
     schema = lazy.collect_schema()
     typed = []
@@ -164,6 +179,8 @@ def parse_raw(
     )
     good = frame.filter(pl.col(REASON).is_null()).select(list(spec.columns))
     day = pl.col("timestamp").dt.date() if "timestamp" in spec.columns else pl.lit(None, pl.Date)
+    if owner_day is not None:
+        day = pl.coalesce(day, owner_day)
     rejected = frame.filter(pl.col(REASON).is_not_null()).select(
         pl.lit(spec.name).alias("file"),
         pl.struct(pl.col(f"_raw_{c}").alias(c) for c in spec.columns)
@@ -176,29 +193,71 @@ def parse_raw(
 
 
 def read_event_file(
-    raw_dir: str | Path, spec: RawFile, start: dt.datetime, end: dt.datetime
+    raw_dir: str | Path,
+    spec: RawFile,
+    first: dt.date,
+    last: dt.date,
+    partitions: tuple[dt.date, dt.date] | None = None,
 ) -> Parsed:
-    """Rows of one event file with timestamps in [start, end), plus rows no day can own.
+    """Rows of one event file on the days first..last, plus the rows no day can own.
 
-    Rows whose timestamp is null or unparsable belong to no partition; they come back rejected
-    on every call so that no run can lose them.
+    A text timestamp belongs to the day its text sorts into. Valid text (`YYYY-MM-DD HH:MM:SS`)
+    sorts into its own day, so a run picks its days' rows by comparing text, which parquet does
+    while reading, and parses only those: a day of the tenth scale's page visits costs 0.11 s
+    instead of 0.45 s for parsing every row. Text that sorts into a day but is not a valid time
+    is rejected in that day. Null timestamps and text outside every day of `partitions` (default
+    first..last) belong to no day: they come back rejected, undated, on every call so that no
+    run can lose them.
     """
     lazy = scan_raw(raw_dir, spec)
     dtype = lazy.collect_schema()["timestamp"]
-    # Parsed once into a column: polars parses an expression used three times in one filter
-    # three times (2.0 s against 1.0 s for a day of the tenth scale's page visits).
-    ts = pl.col("_window_ts")
-    in_window = lazy.with_columns(parse_timestamp("timestamp", dtype).alias("_window_ts")).filter(
-        ts.is_null() | ((ts >= start) & (ts < end))
-    )
+    after = last + dt.timedelta(days=1)
+    start, end = dt.datetime.combine(first, dt.time()), dt.datetime.combine(after, dt.time())
+    stamp = pl.col("timestamp")
     id_column = next(c for c in spec.columns if c not in ("client_id", "timestamp"))
-    return parse_raw(in_window.drop("_window_ts"), spec, key=["client_id", "timestamp", id_column])
-
-
-def read_products(raw_dir: str | Path) -> Parsed:
-    """product_properties, typed; a SKU listed twice keeps its first row, the rest are rejected."""
-    parsed = parse_raw(
-        scan_raw(raw_dir, PRODUCT_PROPERTIES), PRODUCT_PROPERTIES, ["sku"], "duplicate sku"
+    key = ["client_id", "timestamp", id_column]
+    if dtype != pl.String:
+        return parse_raw(
+            lazy.filter(stamp.is_null() | stamp.is_between(start, end, "left")), spec, key
+        )
+    span_first, span_last = partitions or (first, last)
+    outside_partitions = (stamp < span_first.isoformat()) | (
+        stamp >= (span_last + dt.timedelta(days=1)).isoformat()
     )
+
+    def in_text_window(text: pl.Expr) -> pl.Expr:
+        return text.is_between(pl.lit(first.isoformat()), pl.lit(after.isoformat()), "left")
+
+    raw_text = pl.col("_raw_timestamp")
+    day_starts = pl.Series([d.isoformat() for d in day_range(first, last)])
+    owner_day = pl.when(in_text_window(raw_text)).then(
+        pl.lit(first)
+        + pl.duration(days=pl.lit(day_starts).search_sorted(raw_text, side="right") - 1)
+    )
+    parsed = parse_raw(
+        lazy.filter(stamp.is_null() | in_text_window(stamp) | outside_partitions),
+        spec,
+        key=key,
+        owner_day=owner_day,
+    )
+    # Valid timestamps outside every partition are read only to be let go: no day owns them.
+    return Parsed(
+        rows=parsed.rows.filter(stamp.is_between(start, end, "left")),
+        rejected=parsed.rejected.filter(
+            pl.col("date").is_null() | pl.col("date").is_between(first, last)
+        ),
+    )
+
+
+def read_products(raw_dir: str | Path, skus: pl.Series | None = None) -> Parsed:
+    """product_properties, typed; a SKU listed twice keeps its first row, the rest are rejected.
+
+    `skus` limits the reading to those SKUs, whose rows come back as in a reading of every SKU:
+    a day needs the names of a few thousand products, not the parsing of every name.
+    """
+    lazy = scan_raw(raw_dir, PRODUCT_PROPERTIES)
+    if skus is not None:
+        lazy = lazy.filter(pl.col("sku").cast(pl.Int64).is_in(skus.cast(pl.Int64).implode()))
+    parsed = parse_raw(lazy, PRODUCT_PROPERTIES, ["sku"], "duplicate sku")
     rows = parsed.rows.with_columns(pl.col("price").cast(pl.Int16))
     return Parsed(rows=rows, rejected=parsed.rejected)

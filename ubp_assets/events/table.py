@@ -43,17 +43,21 @@ def _unified(name: str, rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def build_events(raw_dir: str | Path, first: dt.date, last: dt.date) -> EventsBuild:
+def build_events(
+    raw_dir: str | Path,
+    first: dt.date,
+    last: dt.date,
+    partitions: tuple[dt.date, dt.date] | None = None,
+) -> EventsBuild:
     """Every event with a timestamp on the days first..last, typed and joined with its product.
 
     Each raw file is scanned once for the whole range, so a backfill of every day is one pass.
+    `partitions` (default first..last) are all the days there are: rows outside them are undated.
     """
-    start = dt.datetime.combine(first, dt.time())
-    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
     products = read_products(raw_dir)
     unified, rejected = [], []
     for name, spec in RAW_EVENT_FILES.items():
-        parsed = read_event_file(raw_dir, spec, start, end)
+        parsed = read_event_file(raw_dir, spec, first, last, partitions)
         unified.append(_unified(name, parsed.rows))
         rejected.append(parsed.rejected)
     events = (

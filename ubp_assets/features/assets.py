@@ -85,11 +85,10 @@ def daily_partials(context: dg.AssetExecutionContext, storage: UbpStorage):
     if any(s.relevant_only for s in selected.values()):
         relevant = pl.Series(load_relevant_clients(storage))
         relevant_events = day_events.filter(pl.col("client_id").is_in(relevant.implode()))
-    names = (
-        read_products(storage.raw_path).rows.select("sku", "name").lazy()
-        if any(s.needs_names for s in selected.values())
-        else pl.LazyFrame()
-    )
+    names = pl.LazyFrame()
+    if any(s.needs_names for s in selected.values()):
+        skus = day_events.select(pl.col("sku").drop_nulls().unique()).collect().to_series()
+        names = read_products(storage.raw_path, skus).rows.select("sku", "name").lazy()
     for name, spec in selected.items():
         frame = spec.compute(relevant_events if spec.relevant_only else day_events, names)
         frame = frame.collect()
