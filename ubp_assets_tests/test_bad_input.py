@@ -270,3 +270,18 @@ def test_timestamp_and_list_columns_are_read_like_strings(raw_copy, tiny_release
         ),
     )
     assert build(raw_copy).events.equals(build(tiny_release).events)
+
+
+def test_zoned_parquet_timestamps_are_read_as_naive_utc(raw_copy, tiny_release):
+    """A day's rows are picked after the zone is taken off, not by the wall clock of the zone."""
+    rewrite(
+        raw_copy,
+        "product_buy",
+        lambda f: f.with_columns(
+            pl.col("timestamp")
+            .str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S")
+            .dt.replace_time_zone("UTC")
+            .dt.convert_time_zone("Asia/Tokyo")
+        ),
+    )
+    assert build(raw_copy).events.equals(build(tiny_release).events)

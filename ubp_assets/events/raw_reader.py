@@ -203,8 +203,8 @@ def read_event_file(
 
     A text timestamp belongs to the day its text sorts into. Valid text (`YYYY-MM-DD HH:MM:SS`)
     sorts into its own day, so a run picks its days' rows by comparing text, which parquet does
-    while reading, and parses only those: a day of the tenth scale's page visits costs 0.11 s
-    instead of 0.45 s for parsing every row. Text that sorts into a day but is not a valid time
+    while reading, and parses only those: a day of the tenth scale's page visits costs 0.12 s
+    instead of 0.50 s for parsing every row. Text that sorts into a day but is not a valid time
     is rejected in that day. Null timestamps and text outside every day of `partitions` (default
     first..last) belong to no day: they come back rejected, undated, on every call so that no
     run can lose them.
@@ -216,10 +216,9 @@ def read_event_file(
     stamp = pl.col("timestamp")
     id_column = next(c for c in spec.columns if c not in ("client_id", "timestamp"))
     key = ["client_id", "timestamp", id_column]
-    if dtype != pl.String:
-        return parse_raw(
-            lazy.filter(stamp.is_null() | stamp.is_between(start, end, "left")), spec, key
-        )
+    if dtype != pl.String:  # parquet timestamps, naive or zoned: compared as naive UTC
+        in_window = parse_timestamp("timestamp", dtype).is_between(start, end, "left")
+        return parse_raw(lazy.filter(stamp.is_null() | in_window), spec, key)
     span_first, span_last = partitions or (first, last)
     outside_partitions = (stamp < span_first.isoformat()) | (
         stamp >= (span_last + dt.timedelta(days=1)).isoformat()
