@@ -115,11 +115,17 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
             },
         )
     )
-    _say("targets, the baselines, the Optuna study, the autoencoder, embeddings, probe scores")
+    _say(
+        "targets, the baselines, the Optuna study, the autoencoder, embeddings, probe scores, "
+        "the history bound"
+    )
     _check(defs.resolve_job_def("embeddings_job").execute_in_process(instance=instance))
     report = storage.reports_dir / "probe_scores.md"
     if report.exists():
         print(report.read_text().split("## Every term")[0].strip(), flush=True)
+    bound = storage.reports_dir / "history_bound.md"
+    if bound.exists():
+        print("\n" + bound.read_text().strip(), flush=True)
     _say(f"done in {time.perf_counter() - started:.1f}s; data in {storage.root}")
     _say(f"inspect it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev")
     return 0

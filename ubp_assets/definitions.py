@@ -14,6 +14,7 @@ from ubp_assets.evaluation.assets import (
     aggregated_baseline_embeddings,
     challenge_split,
     feature_matrix_embeddings,
+    history_bound_scores,
     oracle_embeddings,
     probe_scores,
     random_embeddings,
@@ -75,13 +76,14 @@ EMBEDDINGS = [
     autoencoder,
     user_embeddings,
     probe_scores,
+    history_bound_scores,
 ]
 embeddings_job = dg.define_asset_job(
     "embeddings_job",
     selection=EMBEDDINGS,
     description="The six tasks' targets, every method's embeddings (the baselines, the oracle, "
     "the tuned autoencoder's and the universal embedding with its item affinity) and the "
-    "probe's scores of them all.",
+    "probe's scores of them all, and what the history can show of churn and conversion.",
 )
 
 daily_schedule = dg.build_schedule_from_partitioned_job(

@@ -49,6 +49,7 @@ def test_ubp_run_end_to_end(demo_run):
     data, done = demo_run
     assert "writing a synthetic release (demo" in done.stderr
     assert "| method | churn |" in done.stdout  # the score table is printed at the end
+    assert "Share of the baseline-to-history-bound gap closed" in done.stdout
     assert len(list((data / "warehouse" / "events").glob("date=*/data.parquet"))) == 210
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
         (events,) = conn.execute("SELECT count(*) FROM events").fetchone()

@@ -51,6 +51,7 @@ FOLLOWERS = {
     "feature_matrix_embeddings",
     "user_embeddings",
     "probe_scores",
+    "history_bound_scores",
 }
 
 

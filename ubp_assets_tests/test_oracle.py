@@ -98,6 +98,6 @@ def test_the_latent_truth_feeds_the_oracle_alone():
         key = frontier.pop()
         downstream.add(key.to_user_string())
         frontier |= set(graph.get(key).child_keys)
-    # what the truth reaches is the oracle and the report that scores it: no feature, model or
+    # what the truth reaches is the oracle and the reports that score it: no feature, model or
     # embedding of any other method
-    assert downstream == {"oracle_embeddings", "probe_scores"}
+    assert downstream == {"oracle_embeddings", "probe_scores", "history_bound_scores"}

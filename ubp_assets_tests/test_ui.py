@@ -305,10 +305,29 @@ def names_zooming_out(page, expected: set[str], most: int = 12) -> set[str]:
 
     def all_seen() -> bool:
         labels.update(in_view(page, ASSET_NAME))
+        if not expected <= {unabbreviated(label, expected) for label in labels}:
+            # the graph is taller than the view at the last zoom that still draws names: look
+            # above and below the middle too, then come back
+            for shift in (PAN, -2 * PAN, PAN):
+                pan(page, shift)
+                labels.update(in_view(page, ASSET_NAME))
         return expected <= {unabbreviated(label, expected) for label in labels}
 
     zoom_out_until(page, all_seen, most)
     return {unabbreviated(label, expected) for label in labels}
+
+
+PAN = VIEWPORT["height"] // 3
+
+
+def pan(page, dy: int) -> None:
+    """Drag the graph's empty background by dy pixels (positive: the view moves up the graph)."""
+    x, y = VIEWPORT["width"] * 0.9, VIEWPORT["height"] * 0.5
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x, y + dy, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(300)
 
 
 def unabbreviated(label: str, names: set[str]) -> str:

@@ -11,6 +11,15 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ubp_assets.evaluation.baseline import BASELINE_DIM, aggregated_baseline
+from ubp_assets.evaluation.history_bound import (
+    BoundConfig,
+    bound_embedding,
+    history_bound,
+    history_shares,
+    population_chunks,
+    population_size,
+    training_rows,
+)
 from ubp_assets.evaluation.oracle import Windows, gap_closed, oracle_embedding
 from ubp_assets.evaluation.split import ChallengeSplit, split_from_event_days
 from ubp_assets.evaluation.submission import (
@@ -33,6 +42,7 @@ from ubp_assets.metadata import column_schema, markdown_table, png_markdown
 from ubp_assets.raw.assets import RAW_FILENAMES, RAW_KEYS, synthetic_truth
 from ubp_assets.resources import WAREHOUSE_POOL, ProbeSettings, UbpStorage
 from ubp_assets.synthetic.release import MANIFEST, TRUTH_FILE
+from ubp_assets.synthetic.scales import get_scale
 from ubp_assets.warehouse import read_table, write_table
 
 # Embedding methods the probe scores, in the report's order; each is an asset that writes
@@ -307,6 +317,8 @@ def score_method(
     found: Targets,
     profile_name: str,
     device: str,
+    *,
+    tasks: tuple[str, ...] = tuple(TASKS),
 ) -> list[dict]:
     """One row per task: the organisers' probe trained on the train window's labels and scored,
     epoch by epoch, on the validation window's; the best epoch's score counts."""
@@ -315,7 +327,7 @@ def score_method(
 
     profile = PROFILES[profile_name]
     rows = []
-    for task in TASKS.values():
+    for task in (TASKS[name] for name in tasks):
         if not task.is_binary and len(found.values[task.name]) == 0:
             continue
         rows_of_task = task_clients(task, client_ids, found)
@@ -413,6 +425,156 @@ def probe_scores(
             "report": dg.MetadataValue.path(str(storage.reports_dir / "probe_scores.md")),
         }
     )
+
+
+BOUND_METHOD = "history_bound"
+BOUND_TABLE = "history_bound_scores"
+BOUND_TASKS = ("churn", "conversion")
+TARGET_SHARE = 0.85  # the project's quality target: this share of the baseline-to-oracle gap
+
+
+@dg.asset(
+    ins={"challenge_split": dg.AssetIn()},
+    deps=[probe_scores, events, targets, RAW_KEYS["product_properties"]],
+    group_name="evaluation",
+    kinds={"pytorch", "duckdb"},
+    code_version="1",
+    pool=WAREHOUSE_POOL,
+    description="How much of the baseline-to-oracle gap on churn and conversion the input "
+    "history can close at all (synthetic releases only). A network learns, on a fresh "
+    "population of the release's generator (20 times its clients, at most 800,000), each "
+    "client's buys in both target windows from their history, with the true outcomes as "
+    "labels; applied to the relevant clients' history and probed like every method, it is the "
+    "history's ceiling. The table gives each method's share of it.",
+)
+def history_bound_scores(
+    context: dg.AssetExecutionContext,
+    storage: UbpStorage,
+    warehouse: DuckDBResource,
+    probe_settings: ProbeSettings,
+    challenge_split: pl.DataFrame,
+) -> dg.MaterializeResult:
+    import json
+
+    manifest_path = storage.raw_path / MANIFEST
+    if not manifest_path.is_file():
+        with warehouse.get_connection() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {BOUND_TABLE}")
+        context.log.info(f"no {manifest_path}: not a synthetic release, no generator to draw from")
+        return dg.MaterializeResult(metadata={"available": False})
+    manifest = json.loads(manifest_path.read_text())
+    try:
+        scale = get_scale(manifest["scale"])
+    except ValueError as error:
+        raise dg.Failure(description=f"{manifest_path}: {error}") from None
+    started = time.perf_counter()
+    cutoff = as_split(challenge_split).train_target_start
+    clients = population_size(scale)
+    context.log.info(f"drawing {clients:,} fresh clients of the {scale.name} generator")
+    x, y = training_rows(population_chunks(scale, manifest["seed"], clients), cutoff)
+    relevant = load_relevant_clients(storage)
+    bound = history_bound(
+        x,
+        y,
+        evaluated=scan_events(storage.events_dir),
+        client_ids=relevant,
+        cutoff=cutoff,
+        config=BoundConfig(device=probe_settings.device),
+    )
+    context.log.info(
+        f"trained on {bound.training_rows:,} clients with history; best held-out loss "
+        f"{bound.held_out_loss:.4f} at epoch {bound.best_epoch}"
+    )
+    found = Targets.read(storage.target_dir)
+    vectors = bound_embedding(bound.logits)
+    rows = score_method(
+        relevant, vectors, found, probe_settings.profile, probe_settings.device, tasks=BOUND_TASKS
+    )
+    scores = read_table(warehouse, SCORES_TABLE)
+    own = pl.DataFrame(rows).select(pl.lit(BOUND_METHOD).alias("method"), "task", "score")
+    own = gap_closed(
+        pl.concat([scores.select("method", "task", "score"), own]), BASELINE_METHOD, CEILING_METHOD
+    ).filter(pl.col("method") == BOUND_METHOD)
+    table = history_shares(scores, own, BASELINE_METHOD)
+    seconds = time.perf_counter() - started
+    write_table(warehouse, BOUND_TABLE, table)
+    text = bound_tables(table)
+    chart = png_markdown(_bound_chart(table), storage.reports_dir / "history_bound.png")
+    (storage.reports_dir / "history_bound.md").write_text(
+        f"# What the history can show ({probe_settings.profile} probe)\n\n{text}\n\n"
+        "![history bound](history_bound.png)\n"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "available": True,
+            "dagster/row_count": table.height,
+            "dagster/column_schema": column_schema(table.schema),
+            "population_clients": clients,
+            "training_rows": bound.training_rows,
+            "held_out_loss": round(bound.held_out_loss, 5),
+            "best_epoch": bound.best_epoch,
+            "positive_rates": bound.positive_rates,
+            "shares": dg.MetadataValue.md(text),
+            "chart": dg.MetadataValue.md(chart),
+            "report": dg.MetadataValue.path(str(storage.reports_dir / "history_bound.md")),
+            "build_seconds": round(seconds, 1),
+        }
+    )
+
+
+def bound_tables(table: pl.DataFrame) -> str:
+    """Scores, the share of the baseline-to-oracle gap, and the share of the history's own."""
+    parts = []
+    for values, title in (
+        ("score", "Validation-window scores"),
+        ("gap_closed", "Share of the baseline-to-oracle gap closed"),
+        ("history_share", "Share of the baseline-to-history-bound gap closed"),
+    ):
+        wide = table.pivot(on="task", index="method", values=values).select(
+            "method", *[t for t in BOUND_TASKS if t in set(table["task"])]
+        )
+        parts.append(f"{title}:\n\n{markdown_table(wide, max_rows=50)}")
+    return "\n\n".join(parts) + (
+        f"\n\n{BOUND_METHOD}: a network trained on fresh clients of the same generator to "
+        "predict buys in both target windows from the history alone (true outcomes as labels), "
+        "applied to the relevant clients' history. No embedding built from the history is "
+        "expected to score above it by more than noise."
+    )
+
+
+def _bound_chart(table: pl.DataFrame):
+    """Each method's score on the bound's tasks against the two ceilings, the history's and the
+    oracle's: the distance between them is what no history-built embedding can close."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in BOUND_TASKS if t in set(table["task"])]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = table.filter(pl.col("task") == task)
+        others = rows.filter(~pl.col("method").is_in([BOUND_METHOD, CEILING_METHOD]))
+        ax.barh(others["method"].to_list(), others["score"].to_list(), color="tab:blue")
+        lines = {
+            m: rows.filter(pl.col("method") == m)["score"]
+            for m in (BASELINE_METHOD, BOUND_METHOD, CEILING_METHOD)
+        }
+        for method, colour in ((BOUND_METHOD, "tab:orange"), (CEILING_METHOD, "tab:red")):
+            if lines[method].len():
+                score = lines[method][0]
+                ax.axvline(score, color=colour, linestyle="--", label=f"{method} {score:.3f}")
+        if lines[BASELINE_METHOD].len() and lines[CEILING_METHOD].len():
+            low, high = lines[BASELINE_METHOD][0], lines[CEILING_METHOD][0]
+            target = low + TARGET_SHARE * (high - low)
+            label = f"{TARGET_SHARE:.0%} of the oracle's gap {target:.3f}"
+            ax.axvline(target, color="tab:green", linestyle=":", label=label)
+        ax.set_xlim(0.5, 1.0)
+        ax.set_title(f"{task} (validation window)", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
 
 
 def with_sums(scores: pl.DataFrame) -> pl.DataFrame:
