@@ -14,6 +14,7 @@ baseline-to-oracle gap the history can close at all.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +26,9 @@ from ubp_assets.synthetic.scales import Scale
 
 WINDOW = dt.timedelta(days=14)
 OUTCOMES = ("buys_train_window", "buys_validation_window")
-# Clients of the fresh population: 20 times the release's, at most this many (800,000 demo
-# clients hold about 60M events; the bound stopped improving between 200,000 and 800,000).
+# Clients of the fresh population: 20 times the release's, at most this many. 800,000 demo
+# clients hold about 60M events, drawn a chunk at a time; with 200,000 the bound scored 0.003 to
+# 0.004 lower on churn and conversion, far less than what separates it from the oracle.
 POPULATION_CAP = 800_000
 POPULATION_FACTOR = 20
 
@@ -48,11 +50,11 @@ def population_size(scale: Scale) -> int:
     return min(POPULATION_CAP, POPULATION_FACTOR * scale.n_clients)
 
 
-def population_chunks(scale: Scale, seed: int, clients: int):
+def population_chunks(scale: Scale, seed: int, clients: int) -> Iterator[pl.LazyFrame]:
     """Fresh clients of the release's generator, chunk by chunk: the chunks after the release's
     own (same seed, same catalogue, their own random streams), with negative ids so that none is
-    a release client. Yields (profiles' input events, outcome events) per chunk as lazy frames
-    with client_id, timestamp, event_type."""
+    a release client. Each chunk's events (client_id, timestamp, event_type) over the whole
+    span, the target windows included."""
     catalog = build_catalog(scale, seed)
     origin = epoch_origin(scale)
     first_chunk = -(-scale.n_clients // scale.chunk_clients)
@@ -87,7 +89,9 @@ def buys_in(events: pl.LazyFrame, client_ids: np.ndarray, start: dt.datetime) ->
     return np.isin(client_ids, buyers).astype(np.float32)
 
 
-def training_rows(chunks, cutoff: dt.datetime) -> tuple[np.ndarray, np.ndarray]:
+def training_rows(
+    chunks: Iterable[pl.LazyFrame], cutoff: dt.datetime
+) -> tuple[np.ndarray, np.ndarray]:
     """Profiles at the cutoff of every population client with history before it, and their
     buys in the two windows after it."""
     xs, ys = [], []
