@@ -10,8 +10,8 @@ import pytest
 
 from ubp_assets.evaluation.metrics import binary_auroc
 from ubp_assets.events.schema import EVENTS_SCHEMA
-from ubp_assets.features.activity_profile import NEVER, client_profile, profile_of
-from ubp_assets.model.forecast import ForecastConfig, activity_forecast, next_weeks
+from ubp_assets.features.activity_profile import NEVER, client_profile, next_weeks, profile_of
+from ubp_assets.model.forecast import ForecastConfig, activity_forecast
 from ubp_assets.synthetic import get_scale
 from ubp_assets.synthetic.generator import build_catalog, epoch_origin, iter_chunks
 

@@ -11,7 +11,6 @@ import pytest
 
 from ubp_assets.evaluation.history_bound import (
     BoundConfig,
-    buys_in,
     history_bound,
     history_shares,
     population_chunks,
@@ -19,9 +18,11 @@ from ubp_assets.evaluation.history_bound import (
     training_rows,
 )
 from ubp_assets.evaluation.metrics import binary_auroc
+from ubp_assets.features.activity_profile import TARGETS, next_weeks
 from ubp_assets.synthetic import get_scale
 
 SCALE = get_scale("tiny")
+DAY = dt.timedelta(days=1)
 CUTOFF = dt.datetime.combine(SCALE.last_day - dt.timedelta(days=27), dt.time())
 
 
@@ -90,7 +91,8 @@ def test_the_bound_learns_and_reads_no_evaluated_event_after_the_cutoff(populati
     assert bound.logits.shape == (len(ids), 2) and 1 <= bound.best_epoch <= 4
     # it ranks buyers of each window above non-buyers among clients it never trained on
     for k in range(2):
-        bought = buys_in(held_out.lazy(), ids, CUTOFF + dt.timedelta(days=14 * k))
+        window = next_weeks(held_out.lazy(), ids, CUTOFF + 14 * k * DAY, 14 * DAY)
+        bought = window[:, TARGETS.index("buys")]
         assert binary_auroc(bound.logits[:, k], bought) > 0.7
     # the evaluated clients' events at or after the cutoff change nothing
     before = held_out.filter(pl.col("timestamp") < CUTOFF).lazy()

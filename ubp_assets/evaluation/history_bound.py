@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ubp_assets.features.activity_profile import client_profile, profile_of
+from ubp_assets.features.activity_profile import TARGETS, client_profile, next_weeks, profile_of
 from ubp_assets.synthetic.generator import build_catalog, epoch_origin, generate_chunk
 from ubp_assets.synthetic.scales import Scale
 
@@ -73,33 +73,19 @@ def population_chunks(scale: Scale, seed: int, clients: int) -> Iterator[pl.Lazy
         ).lazy()
 
 
-def buys_in(events: pl.LazyFrame, client_ids: np.ndarray, start: dt.datetime) -> np.ndarray:
-    """1.0 where the client bought anything in [start, start + 14 days)."""
-    buyers = (
-        events.filter(
-            pl.col("event_type") == "product_buy",
-            pl.col("timestamp") >= start,
-            pl.col("timestamp") < start + WINDOW,
-        )
-        .select("client_id")
-        .unique()
-        .collect()["client_id"]
-        .to_numpy()
-    )
-    return np.isin(client_ids, buyers).astype(np.float32)
-
-
 def training_rows(
     chunks: Iterable[pl.LazyFrame], cutoff: dt.datetime
 ) -> tuple[np.ndarray, np.ndarray]:
     """Profiles at the cutoff of every population client with history before it, and their
     buys in the two windows after it."""
+    buys = TARGETS.index("buys")
     xs, ys = [], []
     for events in chunks:
-        profiles = client_profile(events.filter(pl.col("timestamp") < cutoff), cutoff)
+        profiles = client_profile(events, cutoff)
         ids = profiles["client_id"].to_numpy()
         xs.append(profile_of(profiles, ids))
-        ys.append(np.stack([buys_in(events, ids, cutoff + WINDOW * k) for k in range(2)], axis=1))
+        windows = [next_weeks(events, ids, cutoff + WINDOW * k, WINDOW) for k in range(2)]
+        ys.append(np.stack([window[:, buys] for window in windows], axis=1))
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -170,8 +156,7 @@ def history_bound(
     assert best_state is not None
     net.load_state_dict(best_state)
     net.eval()
-    before = evaluated.filter(pl.col("timestamp") < cutoff)
-    at_cutoff = (profile_of(client_profile(before, cutoff), client_ids) - mean) / spread
+    at_cutoff = (profile_of(client_profile(evaluated, cutoff), client_ids) - mean) / spread
     with torch.no_grad():
         logits = net(torch.from_numpy(at_cutoff.astype(np.float32)).to(device)).cpu().numpy()
     return HistoryBound(

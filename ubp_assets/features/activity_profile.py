@@ -1,6 +1,7 @@
-"""A client's activity as of a cut day: how much of each event type over several windows, how
-long since each, how many active days. The activity forecast learns the next weeks from it, and
-the history bound (evaluation) measures what it can tell at best."""
+"""A client's activity as of a cut day (how much of each event type over several windows, how
+long since each, how many active days) and what they did in the weeks after it. The activity
+forecast learns the one from the other, and the history bound (evaluation) measures what the
+profile can tell at best."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import polars as pl
 PROFILE_WINDOWS = (1, 3, 7, 14, 28, 56, 112)
 EVENT_TYPES = ("product_buy", "add_to_cart", "remove_from_cart", "page_visit", "search_query")
 NEVER = 999.0  # days since an event type the client never had
+TARGETS = ("buys", "carts", "returns")  # in the weeks after a cut: a buy, a cart add, any event
 
 
 def client_profile(events: pl.LazyFrame, cut: dt.datetime) -> pl.DataFrame:
@@ -52,6 +54,29 @@ def profile_of(profiles: pl.DataFrame, client_ids: np.ndarray) -> np.ndarray:
         .join(profiles, on="client_id", how="left", maintain_order="left")
         .with_columns(pl.col(c).fill_null(v) for c, v in empty.items())
         .drop("client_id")
+        .to_numpy()
+        .astype(np.float32)
+    )
+
+
+def next_weeks(
+    events: pl.LazyFrame, client_ids: np.ndarray, cut: dt.datetime, horizon: dt.timedelta
+) -> np.ndarray:
+    """(clients, 3) labels: a buy, a cart add, any event in [cut, cut + horizon)."""
+    after = (
+        events.filter(pl.col("timestamp") >= cut, pl.col("timestamp") < cut + horizon)
+        .group_by("client_id")
+        .agg(
+            (pl.col("event_type") == "product_buy").any().alias("buys"),
+            (pl.col("event_type") == "add_to_cart").any().alias("carts"),
+            pl.lit(True).alias("returns"),
+        )
+        .collect()
+    )
+    return (
+        pl.DataFrame({"client_id": client_ids.astype(np.int64)})
+        .join(after, on="client_id", how="left", maintain_order="left")
+        .select(pl.col(TARGETS).fill_null(False))
         .to_numpy()
         .astype(np.float32)
     )

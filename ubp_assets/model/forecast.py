@@ -17,9 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ubp_assets.features.activity_profile import client_profile, profile_of
-
-TARGETS = ("buys", "carts", "returns")  # in the next horizon: a buy, a cart add, any event
+from ubp_assets.features.activity_profile import TARGETS, client_profile, next_weeks, profile_of
 
 
 @dataclass(frozen=True)
@@ -32,29 +30,6 @@ class ForecastConfig:
     learning_rate: float = 2e-3
     seed: int = 0
     device: str = "cpu"
-
-
-def next_weeks(
-    events: pl.LazyFrame, client_ids: np.ndarray, cut: dt.datetime, horizon: dt.timedelta
-) -> np.ndarray:
-    """(clients, 3) labels: a buy, a cart add, any event in [cut, cut + horizon)."""
-    after = (
-        events.filter(pl.col("timestamp") >= cut, pl.col("timestamp") < cut + horizon)
-        .group_by("client_id")
-        .agg(
-            (pl.col("event_type") == "product_buy").any().alias("buys"),
-            (pl.col("event_type") == "add_to_cart").any().alias("carts"),
-            pl.lit(True).alias("returns"),
-        )
-        .collect()
-    )
-    return (
-        pl.DataFrame({"client_id": client_ids.astype(np.int64)})
-        .join(after, on="client_id", how="left", maintain_order="left")
-        .select(pl.col(TARGETS).fill_null(False))
-        .to_numpy()
-        .astype(np.float32)
-    )
 
 
 @dataclass(frozen=True)
