@@ -23,6 +23,7 @@ from ubp_assets.evaluation.assets import (
 from ubp_assets.events.assets import events
 from ubp_assets.features.assets import (
     daily_partials,
+    day_files_intact,
     family_features,
     feature_matrix,
     item_affinity,
@@ -128,6 +129,7 @@ def make_definitions(resources: dict[str, object]) -> dg.Definitions:
     """The code location's definitions over the given resources (tests point them elsewhere)."""
     return dg.Definitions(
         assets=[*ASSETS, raw_files, synthetic_truth],
+        asset_checks=[day_files_intact],
         jobs=[
             synthetic_raw_job,
             observe_raw_job,

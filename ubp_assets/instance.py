@@ -28,6 +28,14 @@ concurrency:
   pools:
     # The duckdb_warehouse pool has no limit of its own: DuckDB allows one writer.
     default_limit: 1
+# The daemon ends runs stuck starting or canceling and frees the pool slots of runs that have
+# ended (a run whose process was killed keeps its slot until something does). `ubp run` ends
+# its own dead runs itself before it starts (ubp_assets/runs.py).
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  free_slots_after_run_end_seconds: 30
 """
 
 

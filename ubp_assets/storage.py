@@ -1,7 +1,8 @@
 """Day-partitioned parquet datasets (hive layout: `date=YYYY-MM-DD/data.parquet`).
 
 Every day file is written under a temporary name and renamed, so a rerun replaces a day exactly
-and a failed run leaves the previous file in place.
+and a failed run leaves the previous file in place. A file damaged from outside (a disk that
+filled during a copy, a sync cut short) is found by its parquet framing before it is read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from pathlib import Path
 import polars as pl
 
 DATA_FILE = "data.parquet"
+PARQUET_MAGIC = b"PAR1"
+
+
+class DamagedDayError(OSError):
+    """A stored day file that is not whole parquet; the message names the file and its day."""
 
 
 def day_range(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -52,11 +58,47 @@ def stored_days(root: str | Path) -> list[dt.date]:
     )
 
 
+def damage(path: Path) -> str | None:
+    """Why `path` is not a whole parquet file, or None: parquet starts and ends with its magic, and
+    the footer length written before the last magic must fit in the file. Reads 12 bytes."""
+    size = path.stat().st_size
+    if size < 12:
+        return f"{size} bytes long, shorter than any parquet file"
+    with path.open("rb") as file:
+        head = file.read(4)
+        file.seek(-8, 2)
+        tail = file.read(8)
+    if head != PARQUET_MAGIC or tail[4:] != PARQUET_MAGIC:
+        return "its parquet framing is cut or overwritten (truncated?)"
+    if int.from_bytes(tail[:4], "little") + 12 > size:
+        return "its footer is longer than the file (truncated?)"
+    return None
+
+
+def damaged_days(root: str | Path, days: Iterable[dt.date] | None = None) -> dict[dt.date, str]:
+    """Stored days (all, or the given ones) whose file is damaged, with why."""
+    wanted = stored_days(root) if days is None else list(days)
+    found = {}
+    for day in wanted:
+        path = partition_dir(root, day) / DATA_FILE
+        if path.is_file() and (why := damage(path)):
+            found[day] = why
+    return found
+
+
 def scan_days(
     root: str | Path, days: Iterable[dt.date] | None = None, schema: pl.Schema | None = None
 ) -> pl.LazyFrame:
-    """The stored days (all, or the given ones that exist) with their `date` column."""
+    """The stored days (all, or the given ones that exist) with their `date` column; a damaged day
+    file raises `DamagedDayError` rather than a reader's error deep in a query."""
     wanted = stored_days(root) if days is None else list(days)
+    damaged = damaged_days(root, wanted)
+    if damaged:
+        day, why = min(damaged.items())
+        raise DamagedDayError(
+            f"{partition_dir(root, day) / DATA_FILE} (day {day}) is damaged: {why}; "
+            f"{len(damaged)} damaged day(s) under {root}. Rerun the day to rewrite it"
+        )
     paths = [partition_dir(root, d) / DATA_FILE for d in wanted]
     paths = [p for p in paths if p.is_file()]
     if not paths:

@@ -1,14 +1,19 @@
 """Reading the release's files: whole-file problems raise a clear error, bad rows are set aside.
 
 A file that is missing, lacks a column or holds a column of the wrong type cannot be read at all:
-`RawDataError` names the file, the column and the problem. Individual bad rows (an unparsable
-timestamp, a malformed vector, a null or negative id, an exact duplicate) are never dropped
-silently: each comes back with a reason, for the caller to count and quarantine.
+`RawDataError` names the file, the column and the problem; so it does for a file replaced or
+rewritten while a run reads it (`one_version`), so that a reading sees one version of every file.
+Individual bad rows (an unparsable timestamp, a malformed vector, a null or negative id, an exact
+duplicate) are never dropped silently: each comes back with a reason, for the caller to count and
+quarantine.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +39,47 @@ class Parsed:
 
     rows: pl.DataFrame
     rejected: pl.DataFrame
+
+
+def _version(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is replaced (inode) or rewritten in place (size, mtime)."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@contextmanager
+def one_version(raw_dir: str | Path, specs: Iterable[RawFile]) -> Iterator[None]:
+    """Raise `RawDataError` naming any of the files that changed while the block read them.
+
+    Each polars collect opens the file anew, so a release copied in while a run reads it could
+    give the run one version's products and another's events, or a half-written file's rows. A
+    change is seen by comparing inode, size and mtime before and after; a read error from a file
+    that changed is reported as the change it is.
+    """
+    paths = {spec.filename: Path(raw_dir) / spec.filename for spec in specs}
+    before = {name: _version(path) for name, path in paths.items()}
+
+    def changed() -> list[str]:
+        return [name for name, path in paths.items() if _version(path) != before[name]]
+
+    try:
+        yield
+    except (Exception, pl.exceptions.PanicException) as exc:  # polars panics on a file cut short
+        if moved := changed():
+            raise RawDataError(_changed_message(moved)) from exc
+        raise
+    if moved := changed():
+        raise RawDataError(_changed_message(moved))
+
+
+def _changed_message(names: list[str]) -> str:
+    return (
+        f"{', '.join(names)}: changed while this run read it (replaced or rewritten); nothing "
+        "was written from it. Rerun once the copy of the release is complete"
+    )
 
 
 def _kind_accepts(kind: str, dtype: pl.DataType) -> bool:
@@ -254,9 +300,10 @@ def read_products(raw_dir: str | Path, skus: pl.Series | None = None) -> Parsed:
     `skus` limits the reading to those SKUs, whose rows come back as in a reading of every SKU:
     a day needs the names of a few thousand products, not the parsing of every name.
     """
-    lazy = scan_raw(raw_dir, PRODUCT_PROPERTIES)
-    if skus is not None:
-        lazy = lazy.filter(pl.col("sku").cast(pl.Int64).is_in(skus.cast(pl.Int64).implode()))
-    parsed = parse_raw(lazy, PRODUCT_PROPERTIES, ["sku"], "duplicate sku")
+    with one_version(raw_dir, [PRODUCT_PROPERTIES]):
+        lazy = scan_raw(raw_dir, PRODUCT_PROPERTIES)
+        if skus is not None:
+            lazy = lazy.filter(pl.col("sku").cast(pl.Int64).is_in(skus.cast(pl.Int64).implode()))
+        parsed = parse_raw(lazy, PRODUCT_PROPERTIES, ["sku"], "duplicate sku")
     rows = parsed.rows.with_columns(pl.col("price").cast(pl.Int16))
     return Parsed(rows=rows, rejected=parsed.rejected)

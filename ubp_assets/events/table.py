@@ -11,8 +11,14 @@ from pathlib import Path
 
 import polars as pl
 
-from ubp_assets.events.raw_reader import REASON, read_event_file, read_products
-from ubp_assets.events.schema import EVENT_TYPES, EVENTS_SCHEMA, RAW_EVENT_FILES, EventType
+from ubp_assets.events.raw_reader import REASON, one_version, read_event_file, read_products
+from ubp_assets.events.schema import (
+    EVENT_TYPES,
+    EVENTS_SCHEMA,
+    RAW_EVENT_FILES,
+    RAW_FILES,
+    EventType,
+)
 from ubp_assets.raw.files import timestamp_span
 from ubp_assets.storage import atomic_write, scan_days
 
@@ -53,13 +59,15 @@ def build_events(
 
     Each raw file is scanned once for the whole range, so a backfill of every day is one pass.
     `partitions` (default first..last) are all the days there are: rows outside them are undated.
+    Every file is read in one version, or `RawDataError` names the one that changed.
     """
-    products = read_products(raw_dir)
     unified, rejected = [], []
-    for name, spec in RAW_EVENT_FILES.items():
-        parsed = read_event_file(raw_dir, spec, first, last, partitions)
-        unified.append(_unified(name, parsed.rows))
-        rejected.append(parsed.rejected)
+    with one_version(raw_dir, RAW_FILES.values()):
+        products = read_products(raw_dir)
+        for name, spec in RAW_EVENT_FILES.items():
+            parsed = read_event_file(raw_dir, spec, first, last, partitions)
+            unified.append(_unified(name, parsed.rows))
+            rejected.append(parsed.rejected)
     events = (
         pl.concat(unified)
         .join(products.rows.select("sku", "category", "price"), on="sku", how="left")

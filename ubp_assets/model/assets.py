@@ -76,6 +76,15 @@ def tuning_tasks(client_ids: np.ndarray, found: Targets) -> list[TuningTask]:
     return tasks
 
 
+def _run_is_live(context: dg.AssetExecutionContext, run_id: str) -> bool:
+    """A run that the instance knows and that has not ended (`ubp run` and the daemon's run
+    monitoring mark dead runs failed, so a killed run's trial is freed by the next study)."""
+    if run_id == context.run.run_id:
+        return True
+    run = context.instance.get_run_by_id(run_id)
+    return run is not None and not run.is_finished
+
+
 @dg.asset(
     deps=[feature_matrix, targets],
     group_name="model",
@@ -94,7 +103,14 @@ def hparam_study(
     training_settings: TrainingSettings,
 ) -> dg.MaterializeResult:
     from ubp_assets.model.training import TrainConfig
-    from ubp_assets.model.tuning import make_objective, open_study, trials_table
+    from ubp_assets.model.tuning import (
+        MARK_ATTR,
+        fail_orphaned_trials,
+        make_objective,
+        open_study,
+        trials_owed,
+        trials_table,
+    )
 
     client_ids, features, _ = read_features(warehouse)
     tasks = tuning_tasks(client_ids, Targets.read(storage.target_dir))
@@ -107,11 +123,18 @@ def hparam_study(
     storage.models_dir.mkdir(parents=True, exist_ok=True)
     database = storage.models_dir / "hparam_study.db"
     study = open_study(f"sqlite:///{database}", SEED)
-    before = len(study.trials)
-    context.log.info(f"study has {before} trials; adding {training_settings.trials}")
+    orphaned = fail_orphaned_trials(study, lambda run_id: _run_is_live(context, run_id))
+    if orphaned:
+        context.log.warning(f"trials {orphaned} were left running by runs that ended: failed")
+    before = study.user_attrs[MARK_ATTR]
+    owed = trials_owed(study, training_settings.trials)
+    context.log.info(
+        f"study has {len(study.trials)} trials; adding {owed} "
+        f"({training_settings.trials} a materialization, less those an interrupted run finished)"
+    )
     study.optimize(
-        make_objective(features, tasks, base, log=context.log.info),
-        n_trials=training_settings.trials,
+        make_objective(features, tasks, base, log=context.log.info, owner=context.run.run_id),
+        n_trials=owed,
         timeout=training_settings.study_timeout_s,
         catch=(),
     )
@@ -122,12 +145,14 @@ def hparam_study(
         json.dumps({"trial": best.number, "value": best.value, "params": best.params}, indent=2)
     )
     trials = pl.DataFrame(trials_table(study))
+    study.set_user_attr(MARK_ATTR, len(study.trials))
     return dg.MaterializeResult(
         metadata={
             "objective": OBJECTIVE,
             "trials_total": len(study.trials),
             "trials_added": len(study.trials) - before,
             "trials_pruned": trials.filter(pl.col("state") == "pruned").height,
+            "trials_failed": trials.filter(pl.col("state") == "fail").height,
             "best_value": float(best.value),
             "best_trial": best.number,
             "best_params": dg.MetadataValue.json(best.params),

@@ -18,6 +18,12 @@ if TYPE_CHECKING:  # torch loads only when a study runs, not when Dagster loads 
     from ubp_assets.model.training import TrainConfig
 
 STUDY_NAME = "residual_autoencoder"
+# Each trial names the run that executes it, so that a trial left running by a killed run can be
+# told from one a live worker is still training.
+OWNER_ATTR = "owner_run_id"
+# How many trials the study held when hparam_study last materialized: trials finished since then
+# by runs that died before materializing count towards the next materialization's quota.
+MARK_ATTR = "trials_at_last_materialization"
 OBJECTIVE = (
     "mean fast-probe score over churn and the propensity tasks, probe trained on one half of "
     "the relevant clients and scored on the other, labels from the train target window only"
@@ -94,8 +100,10 @@ def make_objective(
     features: np.ndarray,
     tasks: list[TuningTask],
     base: TrainConfig,
+    *,
     probe_profile: str = "fast",
     log: Callable[[str], None] = print,
+    owner: str = "",
 ) -> Callable:
     """Optuna's objective. Each epoch reports the negated held-out reconstruction error (higher
     is better, like the objective) so the median pruner stops trials that reconstruct worse than
@@ -105,6 +113,7 @@ def make_objective(
     from ubp_assets.model.training import encode, train_autoencoder
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(OWNER_ATTR, owner)
         config = suggest_config(trial, base)
 
         def on_epoch(epoch: int, holdout_mse: float) -> None:
@@ -139,12 +148,44 @@ def open_study(storage_url: str, seed: int):
         study_name=STUDY_NAME, storage=storage_url, direction="maximize", load_if_exists=True
     )
     done = len(existing.trials)
+    if MARK_ATTR not in existing.user_attrs:  # a new study, or one older than the mark
+        existing.set_user_attr(MARK_ATTR, done)
     return optuna.load_study(
         study_name=STUDY_NAME,
         storage=storage_url,
         sampler=optuna.samplers.TPESampler(seed=seed + done, n_startup_trials=4),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
     )
+
+
+def fail_orphaned_trials(study, owner_is_live: Callable[[str], bool]) -> list[int]:
+    """Mark failed the trials left running by a run that is no longer live (killed in the middle
+    of a trial), so the study resumes with its finished trials and never counts a dead one as
+    running. Returns their numbers."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    study_id = storage.get_study_id_from_name(study.study_name)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get(OWNER_ATTR, "")
+        if owner and owner_is_live(owner):
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(
+            trial_id, "failed_because", f"its run {owner or '(unknown)'} ended while it ran"
+        )
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        failed.append(trial.number)
+    return failed
+
+
+def trials_owed(study, wanted: int) -> int:
+    """Trials this materialization still adds: `wanted`, less those finished (complete or pruned)
+    since the last materialization by runs that died before recording one."""
+    mark = study.user_attrs.get(MARK_ATTR, len(study.trials))
+    carried = [t for t in study.trials[mark:] if t.state.name in ("COMPLETE", "PRUNED")]
+    return max(0, wanted - len(carried))
 
 
 def trials_table(study) -> list[dict]:
