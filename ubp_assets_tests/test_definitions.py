@@ -92,3 +92,37 @@ def test_a_new_day_runs_in_one_process():
     assert job.executor_def is dg.in_process_executor
     schedule = defs.resolve_schedule_def("daily_schedule")
     assert schedule.job_name == "update_job"
+
+
+def _opens_the_warehouse(assets_def: dg.AssetsDefinition, io_managers: dict) -> list[str]:
+    """Why a step opens the DuckDB file: a warehouse resource, an output stored by the warehouse
+    IO manager, or an input loaded from one."""
+    why = [
+        f"uses {r}" for r in ("warehouse", "warehouse_io") if r in assets_def.required_resource_keys
+    ]
+    for name, key in assets_def.keys_by_input_name.items():
+        if assets_def.node_def.input_def_named(name).dagster_type.is_nothing:
+            continue  # a dependency only: nothing is loaded
+        if io_managers.get(key) == "warehouse_io":
+            why.append(f"loads {key.to_user_string()} from the warehouse")
+    return why
+
+
+def test_every_step_that_opens_the_warehouse_takes_its_pool():
+    """DuckDB allows one writer, and a reader beside a writer fails on its lock too
+    (dagster-io/dagster#16248, #19068): the pool must cover every step that opens the file."""
+    from ubp_assets.resources import WAREHOUSE_POOL
+
+    graph = defs.resolve_asset_graph()
+    executable = [a for a in graph.assets_defs if a.is_executable]
+    io_managers = {
+        key: a.get_io_manager_key_for_asset_key(key) for a in executable for key in a.keys
+    }
+    outside = {
+        a.node_def.name: why
+        for a in executable
+        if (why := _opens_the_warehouse(a, io_managers)) and a.op.pool != WAREHOUSE_POOL
+    }
+    assert outside == {}
+    opening = [a.node_def.name for a in executable if _opens_the_warehouse(a, io_managers)]
+    assert {"challenge_split", "targets", "oracle_embeddings", "feature_matrix"} <= set(opening)

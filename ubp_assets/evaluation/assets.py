@@ -70,6 +70,7 @@ SUBMISSION_CHECK = "submission_format"
     kinds={"polars", "duckdb"},
     code_version="1",
     io_manager_key="warehouse_io",
+    pool=WAREHOUSE_POOL,
     description="The RecSys Challenge 2025 time split computed from the events exactly as the "
     "organisers do: end_date is the latest product_buy, train_target_start is midnight of "
     "end_date - 27 days (the input ends there), validation_target_start is 14 days later.",
@@ -99,6 +100,7 @@ def as_split(frame: pl.DataFrame) -> ChallengeSplit:
     group_name="evaluation",
     kinds={"polars", "numpy"},
     code_version="1",
+    pool=WAREHOUSE_POOL,  # its input is read from the warehouse
     description="The six tasks' targets in the organisers' `target/` layout: the 100 categories "
     "and 100 SKUs bought most in the train target window, 100 new SKUs (bought there, seen in "
     "no input event) and the 100 price buckets, each with its popularity for novelty; the "
@@ -210,6 +212,7 @@ def random_embeddings(storage: UbpStorage, config: RandomEmbeddingsConfig):
     group_name="baselines",
     kinds={"polars", "numpy"},
     code_version="1",
+    pool=WAREHOUSE_POOL,  # its input is read from the warehouse
     check_specs=[submission_check_spec("aggregated_baseline_embeddings")],
     description=f"The organisers' aggregated-features baseline ({BASELINE_DIM} dimensions) from "
     "the input (events before train_target_start): counts of the 10 most frequent SKUs, "
@@ -256,6 +259,7 @@ def feature_matrix_embeddings(storage: UbpStorage, warehouse: DuckDBResource):
     group_name="baselines",
     kinds={"polars", "numpy"},
     code_version="1",
+    pool=WAREHOUSE_POOL,  # its input is read from the warehouse
     description="The ceiling on synthetic data: each relevant client's latent truth as the "
     "generator drew it, turned into what the tasks ask (expected sessions and buys per window, "
     "the chance of buying each target category, SKU and price bucket). On the real release "

@@ -6,7 +6,7 @@ The log itself has one, though: a client adds to the cart the product whose page
 the page visited last before a cart add (within `MAX_PAGE_TO_CART`) is, over many carts, that
 product's page. `product_urls` learns the mapping from the input; `item_affinity` then counts
 visits alongside carts and buys, with recency decay, for the most interacted items. On the
-synthetic data this lifts the propensity tasks most (README, "Embedding quality").
+synthetic data this lifts the propensity tasks most (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def ranked_items(events: pl.LazyFrame, cutoff: dt.datetime) -> dict[str, list[in
     SKU_RANKING_DAYS before the cutoff, the most first (ties by id); every price bucket.
 
     At the demo scale the recent ranking covers more of the train window's 100 target SKUs and
-    scored higher on the train-window halves (README, "Embedding quality").
+    scored higher on the train-window halves (docs/quality.md).
     """
     engaged = events.filter(
         pl.col("timestamp") < cutoff, pl.col("event_type").is_in(["add_to_cart", "product_buy"])

@@ -44,7 +44,7 @@ DEFAULT_COMPOSITION = "universal"
 FORECAST_TABLE = "activity_forecast"
 # The forecast's three columns are scaled up after standardising: among a thousand affinity
 # columns the probe otherwise under-uses them. Chosen on the train target window (probe trained
-# on one half of the clients, scored on the other; README, "Embedding quality").
+# on one half of the clients, scored on the other; docs/quality.md).
 FORECAST_WEIGHT = 16.0
 # Affinity columns are sparse: a client with a rare item lies tens of standard deviations out
 # and, through the probe's first LayerNorm, drowns the rest of their row. Each standardised

@@ -5,7 +5,7 @@ The challenge's top teams turned the log into its own teacher: cut the input at 
 describe every client as of that day, and learn the two weeks after it, which the input still
 holds. Repeated at several earlier cut days, that gives a model of "what comes next" that never
 sees a target window; applied at the cutoff, its three predictions are the strongest single
-signal for churn and conversion we measured (README, "Embedding quality").
+signal for churn and conversion we measured (docs/quality.md).
 """
 
 from __future__ import annotations
