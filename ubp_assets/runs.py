@@ -74,15 +74,22 @@ class EndedRun:
         return f"{self.run_id[:8]} ({self.job_name}, {self.status}; slots held by: {steps})"
 
 
-def _claimed_steps(instance: dg.DagsterInstance) -> dict[str, list[str]]:
-    """run id -> the steps holding a pool slot."""
+def _claimed_slots(instance: dg.DagsterInstance, pool: str | None = None):
+    """(pool, slot) of every claimed slot of every pool, or of one."""
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
-        return {}
+        return
+    for key in sorted(storage.get_concurrency_keys()):
+        if pool is None or key == pool:
+            for slot in storage.get_concurrency_info(key).claimed_slots:
+                yield key, slot
+
+
+def _claimed_steps(instance: dg.DagsterInstance) -> dict[str, list[str]]:
+    """run id -> the steps holding a pool slot."""
     held: dict[str, list[str]] = {}
-    for pool in storage.get_concurrency_keys():
-        for slot in storage.get_concurrency_info(pool).claimed_slots:
-            held.setdefault(slot.run_id, []).append(slot.step_key)
+    for _, slot in _claimed_slots(instance):
+        held.setdefault(slot.run_id, []).append(slot.step_key)
     return held
 
 
@@ -131,24 +138,18 @@ class SlotHolder:
 
 def slot_holders(instance: dg.DagsterInstance, pool: str | None = None) -> list[SlotHolder]:
     """Who holds each pool's slots (every pool, or one)."""
-    storage = instance.event_log_storage
-    if not storage.supports_global_concurrency_limits:
-        return []
     holders = []
-    for key in sorted(storage.get_concurrency_keys()):
-        if pool and key != pool:
-            continue
-        for slot in storage.get_concurrency_info(key).claimed_slots:
-            run = instance.get_run_by_id(slot.run_id)
-            holders.append(
-                SlotHolder(
-                    key,
-                    slot.run_id,
-                    slot.step_key,
-                    run.job_name if run else "?",
-                    run.status.value.lower() if run else "deleted",
-                )
+    for key, slot in _claimed_slots(instance, pool):
+        run = instance.get_run_by_id(slot.run_id)
+        holders.append(
+            SlotHolder(
+                key,
+                slot.run_id,
+                slot.step_key,
+                run.job_name if run else "?",
+                run.status.value.lower() if run else "deleted",
             )
+        )
     return holders
 
 

@@ -26,6 +26,7 @@ from ubp_assets.events.table import build_events
 from ubp_assets.features.assets import DAY_FILE_ASSETS, day_files_intact
 from ubp_assets.partitions import FIRST_DAY
 from ubp_assets.resources import UbpStorage, build_resources
+from ubp_assets.runs import slot_holders
 from ubp_assets.storage import (
     DATA_FILE,
     DamagedDayError,
@@ -335,12 +336,7 @@ def _trial_states(data: Path) -> list[str]:
 
 def _held_slots(data: Path) -> list[tuple[str, str]]:
     with dg.DagsterInstance.from_config(str(data / "dagster_home")) as instance:
-        storage = instance.event_log_storage
-        return [
-            (slot.run_id, slot.step_key)
-            for pool in storage.get_concurrency_keys()
-            for slot in storage.get_concurrency_info(pool).claimed_slots
-        ]
+        return [(h.run_id, h.step_key) for h in slot_holders(instance)]
 
 
 def _run_statuses(data: Path) -> dict[str, list[str]]:

@@ -32,7 +32,14 @@ def instance(tmp_path):
         yield instance
 
 
-def _started_run(instance, pid: int, *, host: str | None = None, holds: str | None = None):
+def _started_run(
+    instance,
+    pid: int,
+    *,
+    host: str | None = None,
+    process_start: str | None = None,
+    holds: str | None = None,
+):
     """A run in STARTED state tagged as `ubp run` tags its runs, optionally holding a slot."""
     run = instance.add_run(
         dg.DagsterRun(
@@ -42,7 +49,7 @@ def _started_run(instance, pid: int, *, host: str | None = None, holds: str | No
             tags={
                 HOST_TAG: host or socket.gethostname(),
                 PID_TAG: str(pid),
-                PROCESS_START_TAG: _process_start(pid),
+                PROCESS_START_TAG: _process_start(pid) if process_start is None else process_start,
             },
         )
     )
@@ -90,15 +97,8 @@ def test_live_runs_and_other_hosts_runs_are_left_alone(instance):
 
 
 def test_a_reused_pid_does_not_keep_a_dead_run_alive(instance):
-    # this process is alive, but started at another time than the run's tag says
-    run = instance.add_run(
-        dg.DagsterRun(
-            job_name="update_job",
-            run_id=str(uuid.uuid4()),
-            status=dg.DagsterRunStatus.STARTED,
-            tags={HOST_TAG: socket.gethostname(), PID_TAG: "1", PROCESS_START_TAG: "-1"},
-        )
-    )
+    # pid 1 is alive, but started at another time than the run's tag says
+    run = _started_run(instance, 1, process_start="-1")
     assert [e.run_id for e in end_dead_runs(instance)] == [run.run_id]
 
 
