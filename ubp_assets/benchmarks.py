@@ -103,9 +103,9 @@ def step_seconds_by_stage(instance, run_id: str) -> dict[str, float]:
 
 def update_job():
     """`update_job` resolved, for `dagster.reconstructable`."""
-    from ubp_assets.definitions import defs
+    from ubp_assets.definitions import load_stage_definitions
 
-    return defs.resolve_job_def("update_job")
+    return load_stage_definitions().resolve_job_def("update_job")
 
 
 def run_update(first: str, last: str) -> dict:
@@ -136,7 +136,7 @@ def bench_features(scale: str = "tenth", seed: int = 2025) -> dict:
     polars scan of the same raw files, and the cost of one new day against a full rebuild."""
     import polars as pl
 
-    from ubp_assets.cli import prepare_dagster_home
+    from ubp_assets.instance import write_instance_yaml
     from ubp_assets.synthetic import get_scale, write_release
     from ubp_assets.synthetic.generator import EVENT_FILES
 
@@ -154,7 +154,7 @@ def bench_features(scale: str = "tenth", seed: int = 2025) -> dict:
             pl.read_parquet(f"{raw}/{name}.parquet")
         figures["plain_scan_seconds"] = round(time.perf_counter() - started, 2)
 
-        prepare_dagster_home(Path(tmp) / "home")
+        write_instance_yaml(Path(tmp) / "home")
         env = {"UBP_DATA_DIR": f"{tmp}/data", "UBP_RAW_DIR": raw, "DAGSTER_HOME": f"{tmp}/home"}
         first, last = str(spec.first_day), str(spec.last_day)
         full, full_seconds, peak = _child_peak(
@@ -223,15 +223,14 @@ def bench_model(scale: str = "demo", seed: int = 2025, trials: int = 3) -> dict:
     import numpy as np
     import torch
 
-    from ubp_assets.cli import prepare_dagster_home
     from ubp_assets.evaluation.split import split_from_events
     from ubp_assets.evaluation.targets import build_targets
     from ubp_assets.events.schema import RELEVANT_CLIENTS
     from ubp_assets.events.table import scan_events
-    from ubp_assets.model.assets import tuning_tasks
+    from ubp_assets.instance import write_instance_yaml
     from ubp_assets.model.autoencoder import ResidualAutoencoder
     from ubp_assets.model.training import TrainConfig, train_autoencoder
-    from ubp_assets.model.tuning import make_objective, open_study
+    from ubp_assets.model.tuning import make_objective, open_study, tuning_tasks
     from ubp_assets.synthetic import get_scale, write_release
 
     spec = get_scale(scale)
@@ -239,7 +238,7 @@ def bench_model(scale: str = "demo", seed: int = 2025, trials: int = 3) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         raw = f"{tmp}/raw"
         write_release(spec, seed, raw)
-        prepare_dagster_home(Path(tmp) / "home")
+        write_instance_yaml(Path(tmp) / "home")
         env = {"UBP_DATA_DIR": f"{tmp}/data", "UBP_RAW_DIR": raw, "DAGSTER_HOME": f"{tmp}/home"}
         _child_peak(
             f"from ubp_assets.benchmarks import run_update\n"

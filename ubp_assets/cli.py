@@ -1,7 +1,10 @@
 """`ubp run`: the main job end to end, from (synthetic or real) raw files to the probe's scores.
+`ubp validate` and `ubp score`: anyone's embeddings checked against the organisers' rules and
+scored beside the project's methods.
 
 Runs go through a persistent Dagster instance (DAGSTER_HOME, default <data_dir>/dagster_home), so
-`dagster dev` shows their history, lineage and metadata afterwards.
+`dg dev` shows their history, lineage and metadata afterwards. The command's settings are passed
+to the definitions as resources; the environment is read, never written.
 """
 
 from __future__ import annotations
@@ -51,46 +54,79 @@ def main(argv: list[str] | None = None) -> int:
     slots.add_argument(
         "--free", metavar="RUN_ID", help="free this run's slots (marks it failed if unfinished)"
     )
+    validate = sub.add_parser(
+        "validate", help="check a folder of client_ids.npy / embeddings.npy against the rules"
+    )
+    validate.add_argument("folder", help="the folder to check")
+    validate.add_argument("--data-dir", help="data directory (default: $UBP_DATA_DIR or ./data)")
+    validate.add_argument("--raw-dir", help="the release whose relevant clients to check against")
+    score = sub.add_parser(
+        "score", help="score a folder of embeddings beside the methods of the last `ubp run`"
+    )
+    score.add_argument("folder", help="a folder of client_ids.npy / embeddings.npy")
+    score.add_argument("--name", help="its name in the report (default: the folder's name)")
+    score.add_argument("--data-dir", help="data directory (default: $UBP_DATA_DIR or ./data)")
+    score.add_argument("--raw-dir", help="the release the data directory was built from")
     args = parser.parse_args(argv)
-    if args.command == "slots":
-        return slots_main(args.data_dir, args.free)
-    if args.command == "bench-model":
-        from ubp_assets.benchmarks import bench_model as bench
-        from ubp_assets.benchmarks import print_model
+    commands = {
+        "run": lambda: run_main_job(args.scale, args.seed, args.data_dir, args.raw_dir),
+        "validate": lambda: validate_main(args.folder, args.data_dir, args.raw_dir),
+        "score": lambda: score_main(args.folder, args.name, args.data_dir, args.raw_dir),
+        "slots": lambda: slots_main(args.data_dir, args.free),
+        "bench-model": lambda: bench_main("model", args),
+        "bench-features": lambda: bench_main("features", args),
+        "bench-synth": lambda: bench_main("synth", args),
+    }
+    return commands[args.command]()
 
-        print_model(bench(args.scale, trials=args.trials))
-        return 0
-    if args.command == "bench-features":
-        from ubp_assets.benchmarks import bench_features as bench
-        from ubp_assets.benchmarks import print_features
 
-        print_features(bench(args.scale))
-        return 0
-    if args.command == "bench-synth":
-        from ubp_assets.benchmarks import bench_synthetic, print_synthetic
+def bench_main(which: str, args: argparse.Namespace) -> int:
+    from ubp_assets import benchmarks
 
-        print_synthetic(bench_synthetic(args.scale, args.reference), args.scale, args.reference)
-        return 0
-    return run_main_job(args.scale, args.seed, args.data_dir, args.raw_dir)
+    if which == "model":
+        benchmarks.print_model(benchmarks.bench_model(args.scale, trials=args.trials))
+    elif which == "features":
+        benchmarks.print_features(benchmarks.bench_features(args.scale))
+    else:
+        figures = benchmarks.bench_synthetic(args.scale, args.reference)
+        benchmarks.print_synthetic(figures, args.scale, args.reference)
+    return 0
+
+
+def data_path(data_dir: str | None) -> Path:
+    return Path(data_dir or os.environ.get("UBP_DATA_DIR", "data")).resolve()
+
+
+def dagster_home(data: Path) -> Path:
+    """DAGSTER_HOME where the user set one, else the data directory's own instance."""
+    return Path(os.environ.get("DAGSTER_HOME") or data / "dagster_home").resolve()
+
+
+def project_storage(data_dir: str | None, raw_dir: str | None):
+    from ubp_assets.resources import UbpStorage
+
+    raw = raw_dir or os.environ.get("UBP_RAW_DIR", "")
+    return UbpStorage(
+        data_dir=str(data_path(data_dir)), raw_dir=str(Path(raw).resolve()) if raw else ""
+    )
 
 
 def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | None) -> int:
-    if data_dir:
-        os.environ["UBP_DATA_DIR"] = str(Path(data_dir).resolve())
-    if raw_dir:
-        os.environ["UBP_RAW_DIR"] = str(Path(raw_dir).resolve())
-    data = Path(os.environ.get("UBP_DATA_DIR", "data")).resolve()
-    os.environ.setdefault("DAGSTER_HOME", str(data / "dagster_home"))
-    prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
+    storage = project_storage(data_dir, raw_dir)
+    home = dagster_home(storage.root)
+    from ubp_assets.instance import write_instance_yaml
+
+    write_instance_yaml(home)
 
     import dagster as dg
 
-    from ubp_assets.definitions import defs
+    from ubp_assets.definitions import make_definitions
     from ubp_assets.partitions import event_days
+    from ubp_assets.resources import build_resources
     from ubp_assets.runs import RunInterrupted, end_dead_runs
 
-    instance = dg.DagsterInstance.get()
-    storage = defs.resources["storage"]
+    defs = make_definitions(build_resources(storage))
+    instance = dg.DagsterInstance.from_config(str(home))
     raw = storage.raw_path
     started = time.perf_counter()
     ended = end_dead_runs(instance)
@@ -116,7 +152,10 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
     if bound.exists():
         print("\n" + bound.read_text().strip(), flush=True)
     _say(f"done in {time.perf_counter() - started:.1f}s; data in {storage.root}")
-    _say(f"inspect it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev")
+    settings = f"DAGSTER_HOME={home} UBP_DATA_DIR={storage.root}"
+    if storage.raw_dir:
+        settings += f" UBP_RAW_DIR={storage.raw_path}"
+    _say(f"inspect it: {settings} dg dev")
     return 0
 
 
@@ -157,14 +196,6 @@ def _run_jobs(instance, defs, *, raw: Path, scale: str, seed: int, keys: list[st
     run("embeddings_job")
 
 
-def prepare_dagster_home(home: Path) -> None:
-    """A local SQLite instance in `home` (the project's settings, unless the user has their own
-    dagster.yaml there)."""
-    from ubp_assets.instance import write_instance_yaml
-
-    write_instance_yaml(home)
-
-
 def raw_plan(raw: Path, scale: str, seed: int) -> str:
     """What to do with the raw folder: "external" (a release no synthetic run wrote: read it as
     it is), "reuse" (the synthetic release asked for is there) or "generate"."""
@@ -180,19 +211,78 @@ def raw_plan(raw: Path, scale: str, seed: int) -> str:
     return "reuse" if same and complete else "generate"
 
 
+def _relevant_clients(storage):
+    import numpy as np
+
+    path = storage.relevant_clients_path
+    if not path.is_file():
+        raise SystemExit(
+            f"[ubp] no relevant clients at {path}: point --raw-dir at the release, or run "
+            "`ubp run` first"
+        )
+    return np.load(path).astype(np.int64)
+
+
+def validate_main(folder: str, data_dir: str | None, raw_dir: str | None) -> int:
+    """`ubp validate DIR`: every broken rule of the organisers', one line each; exit 1 if any."""
+    from ubp_assets.evaluation.submission import folder_problems
+
+    storage = project_storage(data_dir, raw_dir)
+    problems = folder_problems(Path(folder), _relevant_clients(storage))
+    for problem in problems:
+        print(f"{folder}: {problem}")
+    if not problems:
+        print(f"{folder}: valid (the relevant clients of {storage.raw_path}, each once)")
+    return 1 if problems else 0
+
+
+def score_main(folder: str, name: str | None, data_dir: str | None, raw_dir: str | None) -> int:
+    """`ubp score DIR`: the folder scored by the same probe on the same targets as the last
+    `ubp run`'s methods, and added to its table and report (reports/probe_scores.md)."""
+    from ubp_assets.evaluation.external import score_beside
+    from ubp_assets.evaluation.submission import folder_problems, read_submission
+    from ubp_assets.resources import ProbeSettings
+
+    storage = project_storage(data_dir, raw_dir)
+    problems = folder_problems(Path(folder), _relevant_clients(storage))
+    if problems:
+        for problem in problems:
+            print(f"{folder}: {problem}")
+        raise SystemExit("[ubp] not scored: the folder breaks the rules above")
+    method = name or Path(folder).resolve().name
+    client_ids, vectors = read_submission(Path(folder))
+    settings = ProbeSettings.from_env()
+    _say(f"scoring {method} ({vectors.shape[1]} dimensions) with the {settings.profile} probe")
+    try:
+        table = score_beside(
+            storage.target_dir,
+            storage.warehouse_path,
+            storage.reports_dir,
+            method=method,
+            client_ids=client_ids,
+            vectors=vectors,
+            profile=settings.profile,
+            device=settings.device,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"[ubp] {error}") from None
+    print(table)
+    _say(f"added to {storage.reports_dir / 'probe_scores.md'}")
+    return 0
+
+
 def slots_main(data_dir: str | None, free: str | None) -> int:
     """`ubp slots`: the pools' holders; dead runs of `ubp run` ended; `--free` frees one run."""
-    data = Path(data_dir or os.environ.get("UBP_DATA_DIR", "data")).resolve()
-    os.environ.setdefault("DAGSTER_HOME", str(data / "dagster_home"))
+    home = dagster_home(data_path(data_dir))
     import dagster as dg
 
     from ubp_assets.runs import end_dead_runs, slot_holders
 
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         if free:
             run = instance.get_run_by_id(free)
             if run is None:
-                raise SystemExit(f"[ubp] no run {free} in {os.environ['DAGSTER_HOME']}")
+                raise SystemExit(f"[ubp] no run {free} in {home}")
             if not run.is_finished:
                 instance.report_run_failed(run, message="pool slots freed by `ubp slots --free`")
             instance.event_log_storage.free_concurrency_slots_for_run(free)

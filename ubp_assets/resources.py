@@ -1,7 +1,10 @@
-"""Where the data lives: one typed resource, configured from environment variables.
+"""The project's resources: where the data lives, the typed per-run settings, the warehouse.
 
 Every path hangs off `data_dir` (UBP_DATA_DIR, default ./data) except the raw release, which
-UBP_RAW_DIR can point at a real RecSys Challenge 2025 download left exactly as released.
+UBP_RAW_DIR can point at a real RecSys Challenge 2025 download left exactly as released. The
+environment gives the defaults only where the definitions load (`from_env`), never at import;
+the CLI and the tests pass their settings in. Choices are `Literal`s, so a wrong one fails when
+the definitions load, with the allowed values.
 """
 
 from __future__ import annotations
@@ -9,12 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
-import polars as pl
-from dagster_duckdb import DuckDBIOManager, DuckDBResource
-from dagster_duckdb_polars import DuckDBPolarsTypeHandler
-from pydantic import Field
+from dagster_duckdb import DuckDBResource
+from pydantic import Field, field_validator
 
 WAREHOUSE_POOL = "duckdb_warehouse"
 
@@ -74,6 +76,21 @@ class UbpStorage(dg.ConfigurableResource):
     def relevant_clients_path(self) -> Path:
         return self.raw_path / "input" / "relevant_clients.npy"
 
+    @property
+    def scaler_path(self) -> Path:
+        """The feature matrix's scaler, saved beside it to encode new clients."""
+        return self.root / "warehouse" / "feature_matrix" / "scaler.parquet"
+
+    @property
+    def best_params_path(self) -> Path:
+        """The study's best trial, which the autoencoder trains with."""
+        return self.models_dir / "best_params.json"
+
+    @property
+    def autoencoder_path(self) -> Path:
+        """The latest trained autoencoder, with the feature names and scaler it was trained on."""
+        return self.models_dir / "autoencoder.pt"
+
     @classmethod
     def from_env(cls) -> UbpStorage:
         return cls(
@@ -92,17 +109,24 @@ class FeatureSettings(dg.ConfigurableResource):
 
     cutoff: str = Field(default="split", description='"split", "all" or a date YYYY-MM-DD')
 
+    @field_validator("cutoff")
+    @classmethod
+    def _split_all_or_date(cls, value: str) -> str:
+        if value not in ("split", "all"):
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"feature cutoff {value!r} is not 'split', 'all' or a YYYY-MM-DD date"
+                ) from None
+        return value
+
     def cutoff_date(self, train_target_start: dt.date, last_day: dt.date) -> dt.date:
         if self.cutoff == "split":
             return train_target_start
         if self.cutoff == "all":
             return last_day + dt.timedelta(days=1)
-        try:
-            return dt.date.fromisoformat(self.cutoff)
-        except ValueError:
-            raise ValueError(
-                f"feature cutoff {self.cutoff!r} is not 'split', 'all' or a YYYY-MM-DD date"
-            ) from None
+        return dt.date.fromisoformat(self.cutoff)
 
     @classmethod
     def from_env(cls) -> FeatureSettings:
@@ -117,8 +141,8 @@ class ProbeSettings(dg.ConfigurableResource):
     not comparable with each other; every report says which produced it.
     """
 
-    profile: str = Field(default="fast", description='"official" or "fast"')
-    device: str = Field(default="cpu", description='torch device: "cpu" or "cuda"')
+    profile: Literal["official", "fast"] = Field(default="fast", description="the probe's widths")
+    device: Literal["cpu", "cuda"] = Field(default="cpu", description="torch device")
 
     @classmethod
     def from_env(cls) -> ProbeSettings:
@@ -130,14 +154,22 @@ class ProbeSettings(dg.ConfigurableResource):
 
 class TrainingSettings(dg.ConfigurableResource):
     """Where and how long the autoencoder trains (UBP_DEVICE, UBP_TRIALS, UBP_TRIAL_EPOCHS,
-    UBP_STUDY_TIMEOUT, UBP_EPOCHS). A materialization of hparam_study adds `trials` trials to the
-    stored study, within `study_timeout_s`."""
+    UBP_STUDY_TIMEOUT, UBP_EPOCHS, UBP_OPTUNA_STORAGE). A materialization of hparam_study adds
+    `trials` trials to the stored study, within `study_timeout_s`."""
 
-    device: str = Field(default="cpu", description='torch device: "cpu" or "cuda"')
+    device: Literal["cpu", "cuda"] = Field(default="cpu", description="torch device")
     trials: int = Field(default=5, description="trials each hparam_study materialization adds")
     trial_epochs: int = Field(default=6, description="autoencoder epochs in a tuning trial")
     study_timeout_s: int = Field(default=1800, description="wall-clock limit of one study run")
     epochs: int = Field(default=25, description="the final autoencoder's epochs (early-stopped)")
+    study_storage: str = Field(
+        default="",
+        description="the Optuna study's storage URL (an RDB URL such as postgresql://..., so that "
+        "several workers add trials to one study); empty: SQLite at models/hparam_study.db",
+    )
+
+    def study_url(self, storage: UbpStorage) -> str:
+        return self.study_storage or f"sqlite:///{storage.models_dir / 'hparam_study.db'}"
 
     @classmethod
     def from_env(cls) -> TrainingSettings:
@@ -148,32 +180,16 @@ class TrainingSettings(dg.ConfigurableResource):
             trial_epochs=int(env.get("UBP_TRIAL_EPOCHS", "6")),
             study_timeout_s=int(env.get("UBP_STUDY_TIMEOUT", "1800")),
             epochs=int(env.get("UBP_EPOCHS", "25")),
+            study_storage=env.get("UBP_OPTUNA_STORAGE", ""),
         )
 
 
-class ReplacingPolarsTypeHandler(DuckDBPolarsTypeHandler):
-    """Writes an unpartitioned table anew instead of inserting into the old one.
+class Warehouse(DuckDBResource):
+    """The DuckDB file every warehouse table lives in (read and written with
+    `ubp_assets.warehouse`); its folder is made when a run first opens it, not at import."""
 
-    The stock handler keeps a table's first schema forever, so a table whose columns change
-    (an upgrade that adds or drops columns) could never be written again.
-    """
-
-    def handle_output(self, context, table_slice, obj: pl.DataFrame, connection):
-        if not table_slice.partition_dimensions and not obj.is_empty():
-            connection.execute(f"DROP TABLE IF EXISTS {table_slice.schema}.{table_slice.table}")
-        super().handle_output(context, table_slice, obj, connection)
-
-
-class WarehouseIOManager(DuckDBIOManager):
-    """Polars frames as DuckDB tables in the warehouse; unpartitioned tables are replaced."""
-
-    @staticmethod
-    def type_handlers():
-        return [ReplacingPolarsTypeHandler()]
-
-    @staticmethod
-    def default_load_type():
-        return pl.DataFrame
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def build_resources(
@@ -182,14 +198,12 @@ def build_resources(
     probe: ProbeSettings | None = None,
     training: TrainingSettings | None = None,
 ) -> dict[str, object]:
+    """The resources, each given or (where not) from the environment's settings."""
     storage = storage or UbpStorage.from_env()
-    storage.root.mkdir(parents=True, exist_ok=True)
-    database = str(storage.warehouse_path)
     return {
         "storage": storage,
         "feature_settings": features or FeatureSettings.from_env(),
         "probe_settings": probe or ProbeSettings.from_env(),
         "training_settings": training or TrainingSettings.from_env(),
-        "warehouse": DuckDBResource(database=database),
-        "warehouse_io": WarehouseIOManager(database=database, schema="main"),
+        "warehouse": Warehouse(database=str(storage.warehouse_path)),
     }

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from ubp_assets.events.assets import events
+from ubp_assets.definitions import load_stage_definitions
+from ubp_assets.defs.events.events import events
 from ubp_assets.resources import UbpStorage, build_resources
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -43,3 +44,12 @@ def materialization_metadata(result: dg.ExecuteInProcessResult) -> dict:
 
 def check_named(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
     return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
+def stage_assets() -> list[dg.AssetsDefinition]:
+    """Every materializable asset under defs/, unbound, for `dg.materialize` over test resources."""
+    return [
+        a
+        for a in load_stage_definitions().assets
+        if isinstance(a, dg.AssetsDefinition) and a.is_materializable
+    ]

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from ubp_assets.cli import raw_plan
-from ubp_assets.evaluation.assets import SCORED_METHODS
 from ubp_assets.evaluation.targets import TASKS
+from ubp_assets.methods import METHODS
+
+SCORED = [m.name for m in METHODS]
 
 
 def run(args, env_extra, cwd):
@@ -72,7 +74,7 @@ def scores_of(data) -> dict[tuple[str, str], dict]:
 
 def test_every_method_is_scored_on_every_task(demo_run):
     scores = scores_of(demo_run[0])
-    assert {m for m, _ in scores} == set(SCORED_METHODS)
+    assert {m for m, _ in scores} == set(SCORED)
     assert {t for _, t in scores} == set(TASKS)
     for row in scores.values():
         assert row["profile"] == "fast"
@@ -82,7 +84,7 @@ def test_every_method_is_scored_on_every_task(demo_run):
         else:
             expected = 0.8 * row["auroc"] + 0.1 * row["diversity"] + 0.1 * row["novelty"]
             assert abs(row["score"] - expected) < 1e-9
-    sums = {m: sum(r["score"] for (k, _), r in scores.items() if k == m) for m in SCORED_METHODS}
+    sums = {m: sum(r["score"] for (k, _), r in scores.items() if k == m) for m in SCORED}
     for (method, _), row in scores.items():
         assert abs(row["sum_over_tasks"] - sums[method]) < 1e-9
 
@@ -126,3 +128,22 @@ def test_ubp_synth_writes_a_release(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "events in" in done.stdout
     assert len(np.load(out / "input" / "relevant_clients.npy")) == 1_000
+
+
+def test_ubp_validate_names_each_broken_rule_and_passes_a_valid_folder(
+    tiny_release, tmp_path, capsys
+):
+    from ubp_assets.cli import main
+    from ubp_assets.evaluation.submission import write_submission
+
+    relevant = np.load(tiny_release / "input" / "relevant_clients.npy").astype(np.int64)
+    folder = tmp_path / "mine"
+    write_submission(folder, relevant, np.zeros((len(relevant), 8)))
+    assert main(["validate", str(folder), "--raw-dir", str(tiny_release)]) == 0
+    assert "valid" in capsys.readouterr().out
+    np.save(folder / "embeddings.npy", np.zeros((len(relevant), 8), dtype=np.float32))
+    np.save(folder / "client_ids.npy", np.concatenate([relevant, relevant[:1]]))
+    assert main(["validate", str(folder), "--raw-dir", str(tiny_release)]) == 1
+    printed = capsys.readouterr().out
+    assert "embeddings.npy: must be float16, got float32" in printed
+    assert "client_ids.npy: 1 duplicated ids" in printed

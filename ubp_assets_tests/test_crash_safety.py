@@ -20,10 +20,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from ubp_assets.defs.features.day_files_intact import DAY_FILE_ASSETS, day_files_intact
 from ubp_assets.events.raw_reader import RawDataError, one_version
 from ubp_assets.events.schema import RAW_FILES
 from ubp_assets.events.table import build_events
-from ubp_assets.features.assets import DAY_FILE_ASSETS, day_files_intact
 from ubp_assets.partitions import FIRST_DAY
 from ubp_assets.resources import UbpStorage, build_resources
 from ubp_assets.runs import slot_holders
@@ -88,7 +88,7 @@ def test_scanning_a_damaged_day_names_its_file_and_day(tmp_path):
 def test_a_truncated_day_file_is_named_by_its_check_and_a_rerun_of_its_day_repairs_it(
     tiny_release, tmp_path
 ):
-    from ubp_assets.definitions import daily_job, make_definitions
+    from ubp_assets.definitions import make_definitions
 
     home, data = tmp_path / "home", tmp_path / "data"
     home.mkdir()
@@ -96,7 +96,7 @@ def test_a_truncated_day_file_is_named_by_its_check_and_a_rerun_of_its_day_repai
     defs = make_definitions(build_resources(storage))
     days = ["2022-04-14", "2022-04-15"]
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        job = defs.resolve_job_def(daily_job.name)
+        job = defs.resolve_job_def("daily_job")
         result = job.execute_in_process(
             instance=instance,
             tags={RANGE_START: days[0], RANGE_END: days[1]},
@@ -127,10 +127,10 @@ def test_a_truncated_day_file_is_named_by_its_check_and_a_rerun_of_its_day_repai
 
     # the named command, as a user would paste it, rewrites the day
     words = shlex.split(repair)
-    start = words.index("dagster")
+    start = words.index("dg")
     env = {**os.environ, **dict(w.split("=", 1) for w in words[:start])}
     done = subprocess.run(
-        [BIN / "dagster", *words[start + 1 :]],
+        [BIN / "dg", *words[start + 1 :]],
         cwd=ROOT,
         env=env,
         capture_output=True,

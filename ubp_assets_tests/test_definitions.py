@@ -8,18 +8,21 @@ import sys
 
 import dagster as dg
 
-from ubp_assets.definitions import defs
+from ubp_assets.definitions import load_stage_definitions
+
+defs = load_stage_definitions()
 
 
-def test_definitions_load_without_heavy_imports_or_warnings(tmp_path):
+def test_definitions_load_without_heavy_imports_warnings_or_touching_the_disk(tmp_path):
     code = (
-        "import sys, warnings\n"
+        "import sys, warnings, pathlib\n"
         "warnings.simplefilter('error')\n"
         "import ubp_assets.definitions as d\n"
-        "d.defs.resolve_asset_graph()\n"
+        "d.load_stage_definitions().resolve_asset_graph()\n"
         "assert 'torch' not in sys.modules and 'optuna' not in sys.modules\n"
+        f"assert not pathlib.Path({str(tmp_path / 'data')!r}).exists()\n"
     )
-    env = {**os.environ, "UBP_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "UBP_DATA_DIR": str(tmp_path / "data")}
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
     )
@@ -94,35 +97,31 @@ def test_a_new_day_runs_in_one_process():
     assert schedule.job_name == "update_job"
 
 
-def _opens_the_warehouse(assets_def: dg.AssetsDefinition, io_managers: dict) -> list[str]:
-    """Why a step opens the DuckDB file: a warehouse resource, an output stored by the warehouse
-    IO manager, or an input loaded from one."""
-    why = [
-        f"uses {r}" for r in ("warehouse", "warehouse_io") if r in assets_def.required_resource_keys
-    ]
-    for name, key in assets_def.keys_by_input_name.items():
-        if assets_def.node_def.input_def_named(name).dagster_type.is_nothing:
-            continue  # a dependency only: nothing is loaded
-        if io_managers.get(key) == "warehouse_io":
-            why.append(f"loads {key.to_user_string()} from the warehouse")
-    return why
+def test_no_asset_loads_an_input_through_an_io_manager():
+    """Tables are written and read with ubp_assets.warehouse alone: one way to store a table.
+    Every dependency is a dependency only (its input type is Nothing)."""
+    graph = defs.resolve_asset_graph()
+    loaded = {
+        a.node_def.name: name
+        for a in graph.assets_defs
+        if a.is_executable
+        for name in a.keys_by_input_name
+        if not a.node_def.input_def_named(name).dagster_type.is_nothing
+    }
+    assert loaded == {}
 
 
 def test_every_step_that_opens_the_warehouse_takes_its_pool():
     """DuckDB allows one writer, and a reader beside a writer fails on its lock too
-    (dagster-io/dagster#16248, #19068): the pool must cover every step that opens the file."""
+    (dagster-io/dagster#16248, #19068): the pool must cover every step that opens the file,
+    which is every step given the warehouse resource (the only way to the file)."""
     from ubp_assets.resources import WAREHOUSE_POOL
 
     graph = defs.resolve_asset_graph()
     executable = [a for a in graph.assets_defs if a.is_executable]
-    io_managers = {
-        key: a.get_io_manager_key_for_asset_key(key) for a in executable for key in a.keys
+    opening = {a.node_def.name for a in executable if "warehouse" in a.required_resource_keys}
+    outside = {a.node_def.name for a in executable if a.node_def.name in opening} - {
+        a.node_def.name for a in executable if a.op.pool == WAREHOUSE_POOL
     }
-    outside = {
-        a.node_def.name: why
-        for a in executable
-        if (why := _opens_the_warehouse(a, io_managers)) and a.op.pool != WAREHOUSE_POOL
-    }
-    assert outside == {}
-    opening = [a.node_def.name for a in executable if _opens_the_warehouse(a, io_managers)]
-    assert {"challenge_split", "targets", "oracle_embeddings", "feature_matrix"} <= set(opening)
+    assert outside == set()
+    assert {"challenge_split", "targets", "oracle_embeddings", "feature_matrix"} <= opening

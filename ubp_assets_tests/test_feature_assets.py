@@ -8,15 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ubp_assets.definitions import defs
-from ubp_assets.evaluation.assets import challenge_split
-from ubp_assets.events.assets import events
-from ubp_assets.features.assets import (
-    MATRIX_CHECKS,
-    daily_partials,
-    family_features,
-    feature_matrix,
-)
+from ubp_assets.definitions import load_stage_definitions
+from ubp_assets.defs.evaluation.challenge_split import challenge_split
+from ubp_assets.defs.events.events import events
+from ubp_assets.defs.features.daily_partials import daily_partials
+from ubp_assets.defs.features.family_features import family_features
+from ubp_assets.defs.features.feature_matrix import MATRIX_CHECKS, feature_matrix
 from ubp_assets.features.common import Feature
 from ubp_assets.features.matrix import build_feature_matrix, check_stored_matrix
 from ubp_assets.resources import FeatureSettings, UbpStorage, build_resources
@@ -74,7 +71,7 @@ def built(tiny_release, tmp_path_factory):
 
 
 def test_each_family_is_its_own_group_with_a_partial_and_a_fold():
-    graph = defs.resolve_asset_graph()
+    graph = load_stage_definitions().resolve_asset_graph()
     for family in ("temporal", "session", "behavioral", "conversion", "advanced", "identity"):
         fold = graph.get(dg.AssetKey(f"{family}_features"))
         assert fold.group_name == family

@@ -12,8 +12,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from ubp_assets.automation import missing_ranges, raw_files_sensor
 from ubp_assets.definitions import make_definitions
+from ubp_assets.defs.automation.sensors import missing_ranges, raw_files_sensor
 from ubp_assets.events.schema import RAW_EVENT_FILES
 from ubp_assets.resources import (
     FeatureSettings,

@@ -12,13 +12,12 @@ import optuna
 import polars as pl
 import pytest
 
-from ubp_assets.definitions import EMBEDDINGS
-from ubp_assets.evaluation.assets import SCORED_METHODS, challenge_split
+from ubp_assets.defs.evaluation.probe_scores import build_probe_scores
 from ubp_assets.evaluation.submission import read_submission
-from ubp_assets.events.assets import events
-from ubp_assets.features.assets import daily_partials, family_features, feature_matrix
-from ubp_assets.model.assets import AFFINITY_BOUND, FORECAST_WEIGHT
+from ubp_assets.methods import METHODS, Method
+from ubp_assets.model.composition import AFFINITY_BOUND, FORECAST_WEIGHT
 from ubp_assets.model.tuning import STUDY_NAME, halves, open_study
+from ubp_assets.publish import publish_embeddings, submission_check_spec
 from ubp_assets.resources import (
     FeatureSettings,
     ProbeSettings,
@@ -26,7 +25,7 @@ from ubp_assets.resources import (
     UbpStorage,
     build_resources,
 )
-from ubp_assets_tests.helpers import RANGE_END, RANGE_START
+from ubp_assets_tests.helpers import RANGE_END, RANGE_START, stage_assets
 
 FIRST, LAST = "2022-04-14", "2022-11-09"
 UPSTREAM = [
@@ -51,7 +50,8 @@ def resources(raw, data, trials=2):
     )
 
 
-ALL = [events, daily_partials, challenge_split, family_features, feature_matrix, *EMBEDDINGS]
+ALL = stage_assets()
+SCORED = [m.name for m in METHODS]
 
 
 def materialize(raw, data, names, instance, trials=2, **kwargs):
@@ -109,7 +109,7 @@ def test_the_autoencoder_file_and_its_metadata(trained):
     data, _, first = trained
     meta = metadata_of(first, "autoencoder")
     path = meta["model_path"]
-    assert path.endswith(".pt") and (data / "models" / "autoencoder").is_dir()
+    assert path == str(data / "models" / "autoencoder.pt") and (data / path).is_file()
     assert meta["parameters"] > 1_000_000  # the paper's widths
     assert meta["device"] == "cpu"
     assert meta["samples_per_second"] > 0
@@ -165,17 +165,16 @@ def test_user_embeddings_in_every_composition_and_the_table(trained):
     assert rows == len(ids) == 1_000
 
 
-def test_a_bad_composition_is_refused(trained, tiny_release):
+def test_a_bad_composition_is_refused_before_the_run_with_the_choices(trained, tiny_release):
     data, instance, _ = trained
-    result = materialize(
-        tiny_release,
-        data,
-        ["user_embeddings"],
-        instance,
-        run_config={"ops": {"user_embeddings": {"config": {"composition": "everything"}}}},
-        raise_on_error=False,
-    )
-    assert not result.success
+    with pytest.raises(dg.DagsterInvalidConfigError, match="latent\\+features"):
+        materialize(
+            tiny_release,
+            data,
+            ["user_embeddings"],
+            instance,
+            run_config={"ops": {"user_embeddings": {"config": {"composition": "everything"}}}},
+        )
 
 
 def test_pruning_prunes_trials_worse_than_the_median(tmp_path):
@@ -217,7 +216,7 @@ def test_the_oracle_beats_every_method_and_the_gap_is_reported(trained, tiny_rel
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
         scores = conn.execute("SELECT * FROM probe_scores").pl()
     sums = dict(scores.select("method", "sum_over_tasks").unique().iter_rows())
-    assert set(sums) == set(SCORED_METHODS)
+    assert set(sums) == set(SCORED)
     others = {m: s for m, s in sums.items() if m != "oracle"}
     assert sums["oracle"] > max(others.values()), sums
     totals = dict(scores.select("method", "gap_closed_total").unique().iter_rows())
@@ -239,7 +238,7 @@ def test_the_history_bound_is_scored_beside_every_method(trained, tiny_release):
         table = conn.execute("SELECT * FROM history_bound_scores").pl()
         scores = conn.execute("SELECT * FROM probe_scores").pl()
     assert set(table["task"]) == {"churn", "conversion"}
-    assert set(table["method"]) == {*SCORED_METHODS, "history_bound"}
+    assert set(table["method"]) == {*SCORED, "history_bound"}
     by = {(r["method"], r["task"]): r for r in table.iter_rows(named=True)}
     probed = {(r["method"], r["task"]): r["score"] for r in scores.iter_rows(named=True)}
     for task in ("churn", "conversion"):
@@ -280,3 +279,73 @@ def test_without_the_generator_there_is_no_history_bound(trained, tiny_release, 
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         tables = {t for (t,) in conn.execute("SHOW TABLES").fetchall()}
     assert "history_bound_scores" not in tables  # no stale bound from an earlier release
+
+
+def test_a_method_added_to_the_registry_is_published_checked_scored_and_reported(
+    trained, tiny_release
+):
+    """Adding a method is its asset plus one line in the registry: probe_scores, its table and
+    its report follow the registry."""
+    data, instance, _ = trained
+
+    @dg.asset(check_specs=[submission_check_spec("constant_embeddings")])
+    def constant_embeddings(storage: UbpStorage):
+        relevant = np.load(storage.relevant_clients_path).astype(np.int64)
+        yield from publish_embeddings(
+            storage, relevant, {"constant": np.ones((len(relevant), 4))}, 0
+        )
+
+    methods = (*METHODS, Method("constant", "constant_embeddings"))
+    assets = [a for a in ALL if "probe_scores" not in a.node_def.name]
+    assets += [constant_embeddings, build_probe_scores(methods)]
+    selection = [m.asset for m in methods if m.asset != "user_embeddings"] + ["probe_scores"]
+    result = dg.materialize(
+        assets, selection=selection, resources=resources(tiny_release, data), instance=instance
+    )
+    assert result.success
+    checks = {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["constant_embeddings"] and checks["oracle_embeddings"]
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        scores = conn.execute("SELECT * FROM probe_scores").pl()
+    assert scores["method"].unique(maintain_order=True).to_list() == [m.name for m in methods]
+    constant = scores.filter(pl.col("method") == "constant")
+    assert constant.height >= 3 and constant["dimensions"].unique().to_list() == [4]
+    assert "| constant |" in (data / "reports" / "probe_scores.md").read_text()
+
+
+def test_ubp_score_adds_a_folder_beside_the_methods_and_refuses_a_broken_one(
+    trained, tiny_release, tmp_path, capsys
+):
+    from ubp_assets.cli import main
+
+    data, instance, _ = trained
+    names = ["random_embeddings", "aggregated_baseline_embeddings", "feature_matrix_embeddings"]
+    assert materialize(tiny_release, data, [*names, "oracle_embeddings", "probe_scores"], instance)
+    warehouse = data / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        before = conn.execute("SELECT method, task, score FROM probe_scores").pl()
+    mine = tmp_path / "my_tool"
+    shutil.copytree(data / "embeddings" / "feature_matrix", mine)
+    common = ["--data-dir", str(data), "--raw-dir", str(tiny_release)]
+    assert main(["score", str(mine), *common]) == 0
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        after = conn.execute("SELECT method, task, score, gap_closed FROM probe_scores").pl()
+    kept = after.filter(pl.col("method") != "my_tool").select("method", "task", "score")
+    assert kept.sort("method", "task").equals(before.sort("method", "task"))  # nothing else moved
+    own = after.filter(pl.col("method") == "my_tool").sort("task")
+    same = after.filter(pl.col("method") == "feature_matrix").sort("task")
+    # the same vectors, the same seeded probe: the same scores as the method they were copied from
+    np.testing.assert_allclose(own["score"].to_numpy(), same["score"].to_numpy(), atol=1e-6)
+    assert "| my_tool |" in (data / "reports" / "probe_scores.md").read_text()
+    assert "my_tool" in capsys.readouterr().out
+
+    ids = np.load(mine / "client_ids.npy")
+    np.save(mine / "client_ids.npy", ids[:-1])  # a client short
+    with pytest.raises(SystemExit, match="breaks the rules"):
+        main(["score", str(mine), "--name", "short", *common])
+    printed = capsys.readouterr().out
+    assert "client_ids.npy: 1 relevant clients missing" in printed
+    assert "embeddings.npy:" in printed and "rows for the" in printed
+    with pytest.raises(SystemExit, match="one of the project's methods"):
+        shutil.copytree(data / "embeddings" / "random", tmp_path / "random")
+        main(["score", str(tmp_path / "random"), *common])

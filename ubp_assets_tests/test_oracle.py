@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ubp_assets.definitions import defs
+from ubp_assets.definitions import load_stage_definitions
 from ubp_assets.evaluation.oracle import Windows, _beta_cdf, gap_closed, oracle_embedding
 from ubp_assets.synthetic import get_scale
 from ubp_assets.synthetic.release import TRUTH_FILE
@@ -88,7 +88,7 @@ def test_clients_without_truth_are_refused(oracle_inputs):
 
 
 def test_the_latent_truth_feeds_the_oracle_alone():
-    graph = defs.resolve_asset_graph()
+    graph = load_stage_definitions().resolve_asset_graph()
     truth = next(k for k in graph.get_all_asset_keys() if k.to_user_string() == TRUTH_KEY)
     readers = {k.to_user_string() for k in graph.get(truth).child_keys}
     assert readers == {"oracle_embeddings"}

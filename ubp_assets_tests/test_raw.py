@@ -9,7 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ubp_assets.raw.assets import RAW_KEYS, raw_files, synthetic_raw
+from ubp_assets.defs.raw.release_files import raw_files
+from ubp_assets.defs.raw.synthetic_release import synthetic_raw
+from ubp_assets.keys import RAW_KEYS
 from ubp_assets.raw.files import file_state
 from ubp_assets.resources import UbpStorage, build_resources
 

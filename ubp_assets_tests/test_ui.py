@@ -1,4 +1,4 @@
-"""The Dagster UI as a person sees it: `dagster dev` on the tiny release, the code location loads
+"""The Dagster UI as a person sees it: `dg dev` on the tiny release, the code location loads
 cleanly, the global lineage shows every group, probe_scores' lineage reaches back to the raw
 files, and one `events` partition materialized from the UI succeeds.
 
@@ -52,7 +52,9 @@ ZOOM_OUT = "button:has([aria-label='zoom_out'])"
 
 
 def graph_groups() -> set[str]:
-    from ubp_assets.definitions import defs
+    from ubp_assets.definitions import load_stage_definitions
+
+    defs = load_stage_definitions()
 
     graph = defs.resolve_asset_graph()
     return {graph.get(key).group_name for key in graph.get_all_asset_keys()}
@@ -60,7 +62,9 @@ def graph_groups() -> set[str]:
 
 def asset_names() -> set[str]:
     """Every asset by the last part of its key (as the graph labels its nodes), each once."""
-    from ubp_assets.definitions import defs
+    from ubp_assets.definitions import load_stage_definitions
+
+    defs = load_stage_definitions()
 
     keys = defs.resolve_asset_graph().get_all_asset_keys()
     names = {key.path[-1] for key in keys}
@@ -73,7 +77,9 @@ def upstream_of(name: str) -> set[str]:
     labels its nodes)."""
     import dagster as dg
 
-    from ubp_assets.definitions import defs
+    from ubp_assets.definitions import load_stage_definitions
+
+    defs = load_stage_definitions()
 
     graph = defs.resolve_asset_graph()
     seen: set[dg.AssetKey] = set()

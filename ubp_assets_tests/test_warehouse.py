@@ -1,29 +1,19 @@
-"""The warehouse's I/O manager: a table whose columns change is written anew, not refused."""
+"""The warehouse's one way to store a table: replaced whole, whatever its columns were."""
 
 from __future__ import annotations
 
-import dagster as dg
-import duckdb
 import polars as pl
 
-from ubp_assets.resources import WarehouseIOManager
+from ubp_assets.warehouse import WarehouseFile, existing_tables, read_table, write_table
 
 
-def _table_of(columns: list[str]) -> dg.AssetsDefinition:
-    @dg.asset(name="item_table", io_manager_key="warehouse_io")
-    def item_table() -> pl.DataFrame:
-        return pl.DataFrame({c: [1.0, 2.0, 3.0] for c in columns})
-
-    return item_table
-
-
-def test_an_unpartitioned_table_follows_its_latest_columns(tmp_path):
-    database = tmp_path / "warehouse.duckdb"
-    io_manager = WarehouseIOManager(database=str(database), schema="main")
+def test_a_table_follows_its_latest_columns_and_rows(tmp_path):
+    warehouse = WarehouseFile(tmp_path / "warehouse.duckdb")
     # wider (an upgrade adds columns), then narrower (an upgrade drops some)
-    for columns in (["a", "b"], ["a", "b", "c"], ["a"]):
-        result = dg.materialize([_table_of(columns)], resources={"warehouse_io": io_manager})
-        assert result.success
-        with duckdb.connect(str(database), read_only=True) as conn:
-            stored = conn.execute("SELECT * FROM main.item_table").pl()
-        assert stored.columns == columns and stored.height == 3  # replaced, not appended
+    for columns, rows in ((["a", "b"], 3), (["a", "b", "c"], 2), (["a"], 4)):
+        frame = pl.DataFrame({c: [float(i) for i in range(rows)] for c in columns})
+        write_table(warehouse, "item_table", frame)
+        stored = read_table(warehouse, "item_table")
+        assert stored.columns == columns and stored.height == rows  # replaced, not appended
+        assert stored.equals(frame)
+    assert existing_tables(warehouse, ["item_table", "absent"]) == {"item_table"}

@@ -1,4 +1,4 @@
-"""Helpers of the UI test: a real `dagster dev` in a process group of its own, its GraphQL API,
+"""Helpers of the UI test: a real `dg dev` in a process group of its own, its GraphQL API,
 and headless Debian chromium driven by playwright (never a downloaded browser)."""
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def write_dagster_home(home: Path) -> Path:
 
 
 class DagsterDev:
-    """`dagster dev -w workspace.yaml` on a free port, its output in `log_path`."""
+    """`dg dev` in the project (what the README runs) on a free port, its output in `log_path`."""
 
     def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None):
         self.env = env
@@ -103,10 +103,9 @@ class DagsterDev:
         self._log = None
 
     def start(self) -> None:
-        dagster = Path(sys.executable).with_name("dagster")
-        assert dagster.is_file(), f"no dagster executable beside {sys.executable}"
-        command = [str(dagster), "dev", "-w", str(REPO / "workspace.yaml")]
-        command += ["-p", str(self.port), "-h", "127.0.0.1"]
+        dg = Path(sys.executable).with_name("dg")
+        assert dg.is_file(), f"no dg executable beside {sys.executable}"
+        command = [str(dg), "dev", "--port", str(self.port), "--host", "127.0.0.1"]
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             command,

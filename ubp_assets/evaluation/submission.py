@@ -38,6 +38,105 @@ def read_submission(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.load(folder / CLIENT_IDS), np.load(folder / EMBEDDINGS)
 
 
+def _rule_breaks(
+    client_ids: np.ndarray,
+    embeddings: np.ndarray,
+    relevant: np.ndarray,
+    max_dim: int,
+    guarded: bool,
+) -> list[tuple[str, list[str]]]:
+    """The organisers' rules, each broken one as (submission_problems' message, folder messages).
+
+    guarded skips the checks that compare ids when client_ids is not a 1-D integer array: on
+    arbitrary files they would be meaningless (float or string ids) or crash (a 0-d array).
+    """
+    breaks: list[tuple[str, list[str]]] = []
+    ids_name, vectors_name = CLIENT_IDS, EMBEDDINGS
+    if client_ids.dtype != np.int64 or client_ids.ndim != 1:
+        got = f"{client_ids.ndim}-D {client_ids.dtype}"
+        breaks.append(
+            (
+                f"client_ids must be 1-D int64, got {got}",
+                [f"{ids_name}: must be a 1-D int64 array, got {got}"],
+            )
+        )
+    if embeddings.dtype != np.float16:
+        breaks.append(
+            (
+                f"embeddings must be float16, got {embeddings.dtype}",
+                [f"{vectors_name}: must be float16, got {embeddings.dtype}"],
+            )
+        )
+    countable = not guarded or client_ids.ndim >= 1
+    comparable = not guarded or (client_ids.ndim == 1 and client_ids.dtype.kind in "iu")
+    if embeddings.ndim != 2:
+        breaks.append(
+            (
+                f"embeddings must be 2-D, got {embeddings.ndim}-D",
+                [f"{vectors_name}: must be 2-D (one row per client), got {embeddings.ndim}-D"],
+            )
+        )
+    else:
+        dims, rows = embeddings.shape[1], embeddings.shape[0]
+        if dims > max_dim:
+            breaks.append(
+                (
+                    f"{dims} dimensions, at most {max_dim} allowed",
+                    [f"{vectors_name}: {dims} dimensions, at most {max_dim} allowed"],
+                )
+            )
+        if countable and rows != len(client_ids):
+            breaks.append(
+                (
+                    f"{rows} embedding rows for {len(client_ids)} clients",
+                    [
+                        f"{vectors_name}: {rows} rows for the {len(client_ids)} ids in "
+                        f"{ids_name}, expected one row per id"
+                    ],
+                )
+            )
+    if np.issubdtype(embeddings.dtype, np.floating) and not np.isfinite(embeddings).all():
+        bad = int((~np.isfinite(embeddings)).sum())
+        breaks.append(
+            (
+                f"{bad} NaN or infinite values",
+                [f"{vectors_name}: {bad} NaN or infinite values, expected finite values only"],
+            )
+        )
+    if not comparable:
+        return breaks
+    unique = np.unique(client_ids)
+    if len(unique) != len(client_ids):
+        repeated = len(client_ids) - len(unique)
+        breaks.append(
+            (
+                f"{repeated} duplicated client ids",
+                [f"{ids_name}: {repeated} duplicated ids, expected each client once"],
+            )
+        )
+    missing = np.setdiff1d(relevant, unique)
+    extra = np.setdiff1d(unique, relevant)
+    if len(missing) or len(extra):
+        folder_messages = []
+        if len(missing):
+            folder_messages.append(
+                f"{ids_name}: {len(missing)} relevant clients missing, expected every relevant "
+                f"client (e.g. {missing[0]})"
+            )
+        if len(extra):
+            folder_messages.append(
+                f"{ids_name}: {len(extra)} clients that are not relevant, expected only the "
+                f"relevant clients (e.g. {extra[0]})"
+            )
+        breaks.append(
+            (
+                f"not the relevant clients: {len(missing)} missing, {len(extra)} not relevant",
+                folder_messages,
+            )
+        )
+    return breaks
+
+
 def submission_problems(
     client_ids: np.ndarray,
     embeddings: np.ndarray,
@@ -45,27 +144,55 @@ def submission_problems(
     max_dim: int = MAX_EMBEDDING_DIM,
 ) -> list[str]:
     """Every way the pair breaks the organisers' rules (empty when it is valid)."""
-    problems = []
-    if client_ids.dtype != np.int64 or client_ids.ndim != 1:
-        problems.append(f"client_ids must be 1-D int64, got {client_ids.ndim}-D {client_ids.dtype}")
-    if embeddings.dtype != np.float16:
-        problems.append(f"embeddings must be float16, got {embeddings.dtype}")
-    if embeddings.ndim != 2:
-        problems.append(f"embeddings must be 2-D, got {embeddings.ndim}-D")
-    else:
-        if embeddings.shape[1] > max_dim:
-            problems.append(f"{embeddings.shape[1]} dimensions, at most {max_dim} allowed")
-        if embeddings.shape[0] != len(client_ids):
-            problems.append(f"{embeddings.shape[0]} embedding rows for {len(client_ids)} clients")
-    if np.issubdtype(embeddings.dtype, np.floating) and not np.isfinite(embeddings).all():
-        problems.append(f"{int((~np.isfinite(embeddings)).sum())} NaN or infinite values")
-    unique = np.unique(client_ids)
-    if len(unique) != len(client_ids):
-        problems.append(f"{len(client_ids) - len(unique)} duplicated client ids")
-    missing = np.setdiff1d(relevant, unique)
-    extra = np.setdiff1d(unique, relevant)
-    if len(missing) or len(extra):
-        problems.append(
-            f"not the relevant clients: {len(missing)} missing, {len(extra)} not relevant"
+    return [
+        message
+        for message, _ in _rule_breaks(client_ids, embeddings, relevant, max_dim, guarded=False)
+    ]
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _load_plain_array(path: Path) -> tuple[np.ndarray | None, str | None]:
+    """The array in a .npy file, or why there is none; never unpickles anything."""
+    name = path.name
+    if not path.exists():
+        return None, f"{name}: missing, expected a .npy file saved with numpy.save"
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(len(_NPY_MAGIC))
+        if magic != _NPY_MAGIC:
+            return None, (
+                f"{name}: not a .npy file (it does not start with the NumPy format's magic "
+                "bytes), expected a file saved with numpy.save"
+            )
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        # Object arrays are refused here: unpickling a participant's file could run any code.
+        return None, (
+            f"{name}: cannot be loaded with allow_pickle=False ({type(error).__name__}: "
+            f"{error}), expected a plain numeric array saved with numpy.save"
         )
-    return problems
+    return array, None
+
+
+def folder_problems(
+    folder: Path, relevant: np.ndarray, max_dim: int = MAX_EMBEDDING_DIM
+) -> list[str]:
+    """Every way a participant's submission folder breaks the rules (empty when it is valid).
+
+    The folder must hold client_ids.npy and embeddings.npy, both loadable without pickle; the
+    pair is then checked against the same rules as submission_problems, and each message names
+    the file it is about. The array rules are checked only once both files load.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        what = "not a folder" if folder.exists() else "no such folder"
+        return [f"{folder}: {what}, expected a folder holding {CLIENT_IDS} and {EMBEDDINGS}"]
+    client_ids, ids_problem = _load_plain_array(folder / CLIENT_IDS)
+    embeddings, vectors_problem = _load_plain_array(folder / EMBEDDINGS)
+    problems = [p for p in (ids_problem, vectors_problem) if p is not None]
+    if client_ids is None or embeddings is None:
+        return problems
+    breaks = _rule_breaks(client_ids, embeddings, np.asarray(relevant), max_dim, guarded=True)
+    return [message for _, messages in breaks for message in messages]

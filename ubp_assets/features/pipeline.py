@@ -22,6 +22,9 @@ class Partial:
     description: str
     relevant_only: bool = True
     needs_names: bool = False
+    # Dagster's code version of the asset: bump it with any change to what `compute` runs
+    # (features/versions.py and its test hold that)
+    code_version: str = "1"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Fold:
     # (partials by name, cutoff) -> (table, ranked item ids or None)
     compute: Callable[[dict[str, pl.LazyFrame], dt.date], tuple[pl.LazyFrame, dict | None]]
     description: str
+    code_version: str = "1"  # as Partial's
 
 
 PARTIALS: dict[str, Partial] = {

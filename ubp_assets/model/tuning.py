@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ubp_assets.evaluation.targets import TASKS, Targets, labels, task_clients
+
 if TYPE_CHECKING:  # torch loads only when a study runs, not when Dagster loads the definitions
     from ubp_assets.model.training import TrainConfig
 
 STUDY_NAME = "residual_autoencoder"
+SEED = 0  # the sampler's, the trials' and the final autoencoder's
 # Each trial names the run that executes it, so that a trial left running by a killed run can be
 # told from one a live worker is still training.
 OWNER_ATTR = "owner_run_id"
@@ -39,6 +42,23 @@ class TuningTask:
     labels: np.ndarray  # (n_clients, k) float32
     rows: np.ndarray  # indices of the clients the task covers
     popularity: np.ndarray | None  # None: a churn-type task
+
+
+def tuning_tasks(client_ids: np.ndarray, found: Targets) -> list[TuningTask]:
+    """Churn and the propensity tasks, labelled from the train target window only."""
+    tasks = []
+    for task in TASKS.values():
+        if task.name == "conversion" or (not task.is_binary and not len(found.values[task.name])):
+            continue
+        tasks.append(
+            TuningTask(
+                name=task.name,
+                labels=labels(task, client_ids, found.train_target, found),
+                rows=task_clients(task, client_ids, found),
+                popularity=None if task.is_binary else found.popularity[task.name],
+            )
+        )
+    return tasks
 
 
 def halves(rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,6 +139,7 @@ def make_objective(
         def on_epoch(epoch: int, holdout_mse: float) -> None:
             trial.report(-holdout_mse, epoch)
             if trial.should_prune():
+                log(f"trial {trial.number}: pruned at epoch {epoch} (held-out {holdout_mse:.4f})")
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         trained = train_autoencoder(features, config, on_epoch=on_epoch)

@@ -16,9 +16,10 @@ from ubp_assets.events.table import (
     scan_events,
     write_quarantine,
 )
-from ubp_assets.metadata import column_schema, markdown_table
+from ubp_assets.keys import RAW_KEYS
+from ubp_assets.markdown import markdown_table
+from ubp_assets.metadata import column_schema
 from ubp_assets.partitions import FIRST_DAY, LAST_DAY, event_days, window_days
-from ubp_assets.raw.assets import RAW_KEYS
 from ubp_assets.resources import WAREHOUSE_POOL, UbpStorage
 from ubp_assets.storage import DATA_FILE, day_range, write_day_partitions
 

@@ -1,14 +1,13 @@
-"""The release's files as external assets, and the asset that writes a synthetic release."""
+"""The asset that writes a synthetic release into the raw folder, and its latent truth."""
 
 from typing import Literal
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
-from ubp_assets.events.schema import RAW_FILES, RELEVANT_CLIENTS
-from ubp_assets.metadata import markdown_table
-from ubp_assets.raw.files import file_state
+from ubp_assets.events.schema import RAW_FILES
+from ubp_assets.keys import SYNTHETIC_TRUTH
+from ubp_assets.markdown import markdown_table
 from ubp_assets.resources import UbpStorage
 from ubp_assets.synthetic import get_scale, write_release
 from ubp_assets.synthetic.release import MANIFEST, TRUTH_FILE
@@ -74,52 +73,9 @@ def synthetic_raw(
     )
 
 
-RAW_FILENAMES = {
-    **{name: spec.filename for name, spec in RAW_FILES.items()},
-    "relevant_clients": RELEVANT_CLIENTS,
-}
-RAW_KEYS = {name: dg.AssetKey(["raw", name]) for name in RAW_FILENAMES}
-
-
-def _raw_spec(name: str) -> dg.AssetSpec:
-    filename = RAW_FILENAMES[name]
-    return dg.AssetSpec(
-        RAW_KEYS[name],
-        deps=[synthetic_raw],
-        group_name="raw",
-        kinds={"numpy"} if name == "relevant_clients" else {"parquet"},
-        description=f"`{filename}` of the release, as released (or as `synthetic_raw` wrote it).",
-        metadata={"filename": filename},
-    )
-
-
-@dg.multi_observable_source_asset(
-    specs=[_raw_spec(name) for name in RAW_KEYS],
-    name="raw_files",
-    description="Observes the release's files by fingerprint (size, modification time, rows).",
-)
-def raw_files(storage: UbpStorage):
-    for name, key in RAW_KEYS.items():
-        state = file_state(storage.raw_path / RAW_FILENAMES[name])
-        metadata: dict[str, object] = {
-            "path": dg.MetadataValue.path(str(state.path)),
-            "exists": state.exists,
-        }
-        if state.exists:
-            metadata["size_bytes"] = state.size
-            if state.rows is not None:
-                metadata["dagster/row_count"] = state.rows
-            if name == "relevant_clients":
-                metadata["dagster/row_count"] = len(np.load(state.path, mmap_mode="r"))
-        yield dg.ObserveResult(
-            asset_key=key, data_version=dg.DataVersion(state.fingerprint), metadata=metadata
-        )
-
-
-# The generator's latent truth: only the oracle reads it (a test holds every feature and model
-# asset to that), so that no method can score by knowing what it is scored against.
+# Only the oracle reads it (a test holds every feature and model asset to that).
 synthetic_truth = dg.AssetSpec(
-    dg.AssetKey(["raw", "synthetic_truth"]),
+    SYNTHETIC_TRUTH,
     deps=[synthetic_raw],
     group_name="raw",
     kinds={"parquet"},

@@ -1,0 +1,74 @@
+"""Publishing an embedding: the submission files written, then checked as written. Every
+method's asset goes through here, so every method meets the same check."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from ubp_assets.evaluation.submission import read_submission, submission_problems, write_submission
+from ubp_assets.inputs import load_relevant_clients
+from ubp_assets.markdown import markdown_table
+from ubp_assets.resources import UbpStorage
+
+SUBMISSION_CHECK = "submission_format"
+
+
+def submission_check_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        SUBMISSION_CHECK,
+        asset=asset,
+        description="The organisers' rules: client_ids int64, exactly the relevant clients "
+        "each once; embeddings float16, 2-D, at most 2048 columns, no NaN or infinity.",
+    )
+
+
+def publish_embeddings(
+    storage: UbpStorage,
+    client_ids: np.ndarray,
+    vectors_by_method: dict[str, np.ndarray],
+    seconds: float,
+    *,
+    metadata: dict | None = None,
+):
+    """Write each method's submission files, then check the files as written (one check result
+    for them all); the materialization describes the first. `metadata` adds to what every
+    embedding asset reports."""
+    relevant = load_relevant_clients(storage)
+    problems: list[str] = []
+    for method, vectors in vectors_by_method.items():
+        write_submission(storage.embeddings_dir / method, client_ids, vectors)
+        stored_ids, stored = read_submission(storage.embeddings_dir / method)
+        found = submission_problems(stored_ids, stored, relevant)
+        prefix = f"{method}: " if len(vectors_by_method) > 1 else ""
+        problems += [prefix + p for p in found]
+    method = next(iter(vectors_by_method))
+    folder = storage.embeddings_dir / method
+    stored_ids, stored = read_submission(folder)
+    preview = pl.DataFrame(
+        {"client_id": stored_ids[:5]}
+        | {f"dim_{j}": stored[:5, j].astype(np.float32) for j in range(min(8, stored.shape[1]))}
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "method": method,
+            "folder": dg.MetadataValue.path(str(folder)),
+            "clients": len(stored_ids),
+            "dimensions": stored.shape[1],
+            "build_seconds": round(seconds, 2),
+            "size_mib": round(stored.nbytes / 2**20, 2),
+            "preview": dg.MetadataValue.md(markdown_table(preview)),
+            **(
+                {"also_published": ", ".join(list(vectors_by_method)[1:])}
+                if len(vectors_by_method) > 1
+                else {}
+            ),
+            **(metadata or {}),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=SUBMISSION_CHECK,
+        passed=not problems,
+        metadata={"problems": "; ".join(problems) or "none"},
+    )
