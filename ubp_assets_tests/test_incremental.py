@@ -15,6 +15,7 @@ import pytest
 from ubp_assets.definitions import make_definitions
 from ubp_assets.defs.automation.sensors import missing_ranges, raw_files_sensor
 from ubp_assets.events.schema import RAW_EVENT_FILES
+from ubp_assets.methods import method_assets
 from ubp_assets.resources import (
     FeatureSettings,
     ProbeSettings,
@@ -43,13 +44,11 @@ FOLLOWERS = {
     "identity_features",
     "feature_matrix",
     "targets",
-    "oracle_embeddings",
     "product_urls",
     "item_affinity",
     "activity_forecast",
-    "aggregated_baseline_embeddings",
-    "feature_matrix_embeddings",
-    "user_embeddings",
+    # every method of the registry but the noise, which reads the relevant clients alone
+    *(set(method_assets()) - {"random_embeddings"}),
     "probe_scores",
     "history_bound_scores",
 }

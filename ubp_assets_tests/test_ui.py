@@ -123,7 +123,7 @@ def test_ui_shows_the_graph_and_materializes_a_partition(tiny_release, tmp_path)
         PYTHONUNBUFFERED="1",
     )
     dev = DagsterDev(env, tmp_path / "dagster_dev.log")
-    print(f"\n[ui] dagster dev on {dev.url}, log {dev.log_path}")
+    print(f"\n[ui] dg dev on {dev.url}, log {dev.log_path}")
     dev.start()
     try:
         dev.wait_until_up()
@@ -150,7 +150,7 @@ def test_ui_shows_the_graph_and_materializes_a_partition(tiny_release, tmp_path)
             finally:
                 browser.close()
         problems = log_problems(dev.log_text(), Path(ubp_assets.__file__).parent)
-        assert not problems, "dagster dev logged problems:\n" + "\n".join(problems)
+        assert not problems, "dg dev logged problems:\n" + "\n".join(problems)
     finally:
         dev.stop()
 
@@ -165,7 +165,7 @@ def check_location_loads(dev: DagsterDev) -> None:
         f"{''.join(loaded.get('stack') or [])}\n{dev.log_tail()}"
     )
     problems = log_problems(dev.log_text(), Path(ubp_assets.__file__).parent)
-    assert not problems, "while loading, dagster dev logged:\n" + "\n".join(problems)
+    assert not problems, "while loading, dg dev logged:\n" + "\n".join(problems)
     print(f"[ui] code location {ours[0]['name']} loaded")
 
 

@@ -123,15 +123,15 @@ class DagsterDev:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(
-                    f"dagster dev exited with {self.proc.returncode}\n{self.log_tail()}"
+                    f"dg dev exited with {self.proc.returncode}\n{self.log_tail()}"
                 )
             if _answers(f"{self.url}/server_info"):
                 return
             time.sleep(1)
-        raise AssertionError(f"dagster dev did not answer in {timeout:.0f}s\n{self.log_tail()}")
+        raise AssertionError(f"dg dev did not answer in {timeout:.0f}s\n{self.log_tail()}")
 
     def stop(self) -> None:
-        """SIGTERM to dagster dev (it shuts its webserver and daemon down), then the whole
+        """SIGTERM to dg dev (it shuts its webserver and daemon down), then the whole
         process group: SIGTERM, and SIGKILL for whatever is still there."""
         proc = self.proc
         if proc is None:
@@ -161,7 +161,7 @@ class DagsterDev:
 
     def log_tail(self, lines: int = 60) -> str:
         tail = "\n".join(self.log_text().splitlines()[-lines:])
-        return f"--- dagster dev log tail ({self.log_path}) ---\n{tail}"
+        return f"--- dg dev log tail ({self.log_path}) ---\n{tail}"
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
