@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=2025, help="synthetic data seed")
     run.add_argument("--data-dir", help="data directory (default: $UBP_DATA_DIR or ./data)")
     run.add_argument("--raw-dir", help="a real release's folder to read instead of synthetic data")
+    run.add_argument(
+        "--probe-methods",
+        help="comma-separated methods probe_scores scores, or 'all' (default: all, except at the "
+        "full release's size: universal,aggregated_baseline; or $UBP_PROBE_METHODS)",
+    )
     bench = sub.add_parser("bench-synth", help="benchmark the generator's speed and peak memory")
     bench.add_argument("--scale", default="tenth", choices=scales, help="scale to measure")
     bench.add_argument("--reference", default="demo", choices=scales, help="measured beside it")
@@ -69,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--raw-dir", help="the release the data directory was built from")
     args = parser.parse_args(argv)
     commands = {
-        "run": lambda: run_main_job(args.scale, args.seed, args.data_dir, args.raw_dir),
+        "run": lambda: run_main_job(
+            args.scale, args.seed, args.data_dir, args.raw_dir, args.probe_methods
+        ),
         "validate": lambda: validate_main(args.folder, args.data_dir, args.raw_dir),
         "score": lambda: score_main(args.folder, args.name, args.data_dir, args.raw_dir),
         "slots": lambda: slots_main(args.data_dir, args.free),
@@ -111,7 +118,30 @@ def project_storage(data_dir: str | None, raw_dir: str | None):
     )
 
 
-def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | None) -> int:
+FULL_SIZE_METHODS = ["universal", "aggregated_baseline"]
+
+
+def probe_settings(probe_methods: str | None, full_size: bool):
+    """The probe's settings from the environment, with the methods `ubp run` was asked for. At
+    the full release's size the default is the shipped embedding and the organisers' baseline:
+    seven methods for a million clients take hours on a CPU."""
+    from ubp_assets.resources import ProbeSettings
+
+    settings = ProbeSettings.from_env()
+    if probe_methods is None and (settings.methods or not full_size):
+        return settings
+    wanted = probe_methods or ",".join(FULL_SIZE_METHODS)
+    methods = [] if wanted == "all" else [m.strip() for m in wanted.split(",") if m.strip()]
+    return ProbeSettings(profile=settings.profile, device=settings.device, methods=methods)
+
+
+def run_main_job(
+    scale: str,
+    seed: int,
+    data_dir: str | None,
+    raw_dir: str | None,
+    probe_methods: str | None = None,
+) -> int:
     storage = project_storage(data_dir, raw_dir)
     home = dagster_home(storage.root)
     from ubp_assets.instance import write_instance_yaml
@@ -125,7 +155,14 @@ def run_main_job(scale: str, seed: int, data_dir: str | None, raw_dir: str | Non
     from ubp_assets.resources import build_resources
     from ubp_assets.runs import RunInterrupted, end_dead_runs
 
-    defs = make_definitions(build_resources(storage))
+    full_size = scale == "full" or raw_plan(storage.raw_path, scale, seed) == "external"
+    try:
+        probe = probe_settings(probe_methods, full_size)
+    except ValueError as error:
+        raise SystemExit(f"[ubp] {error}") from None
+    if probe.methods:
+        _say(f"the probe scores {', '.join(probe.methods)} (--probe-methods all: every method)")
+    defs = make_definitions(build_resources(storage, probe=probe))
     instance = dg.DagsterInstance.from_config(str(home))
     raw = storage.raw_path
     started = time.perf_counter()

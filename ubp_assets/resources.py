@@ -134,21 +134,43 @@ class FeatureSettings(dg.ConfigurableResource):
 
 
 class ProbeSettings(dg.ConfigurableResource):
-    """How embeddings are scored (UBP_PROBE_PROFILE, UBP_DEVICE).
+    """How embeddings are scored (UBP_PROBE_PROFILE, UBP_DEVICE, UBP_PROBE_METHODS).
 
-    "official": the organisers' probe widths (2048/4096, about 51M parameters: a GPU's work);
-    "fast": the same structure at 256/512, for CPUs and tests. Scores from the two profiles are
-    not comparable with each other; every report says which produced it.
+    "official": the organisers' probe widths (2048/4096, about 51M parameters: a GPU's work, and
+    the default where UBP_DEVICE=cuda); "fast": the same structure at 256/512, for CPUs and
+    tests. Scores from the two profiles are not comparable with each other; every report says
+    which produced it. `methods` names the registry's methods to score (empty: every one): on a
+    CPU, seven methods for a million clients take hours.
     """
 
     profile: Literal["official", "fast"] = Field(default="fast", description="the probe's widths")
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="torch device")
+    methods: list[str] = Field(
+        default=[], description="the methods probe_scores scores, by name; empty: every one"
+    )
+
+    @field_validator("methods")
+    @classmethod
+    def _registered(cls, value: list[str]) -> list[str]:
+        from ubp_assets.methods import METHODS
+
+        known = [m.name for m in METHODS]
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"probe methods {unknown} are not in the registry: {known}")
+        return value
+
+    def scores(self, name: str) -> bool:
+        return not self.methods or name in self.methods
 
     @classmethod
     def from_env(cls) -> ProbeSettings:
+        device = os.environ.get("UBP_DEVICE", "cpu")
+        methods = os.environ.get("UBP_PROBE_METHODS", "")
         return cls(
-            profile=os.environ.get("UBP_PROBE_PROFILE", "fast"),
-            device=os.environ.get("UBP_DEVICE", "cpu"),
+            profile=os.environ.get("UBP_PROBE_PROFILE", "official" if device == "cuda" else "fast"),
+            device=device,
+            methods=[m.strip() for m in methods.split(",") if m.strip()],
         )
 
 

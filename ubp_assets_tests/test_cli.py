@@ -147,3 +147,17 @@ def test_ubp_validate_names_each_broken_rule_and_passes_a_valid_folder(
     printed = capsys.readouterr().out
     assert "embeddings.npy: must be float16, got float32" in printed
     assert "client_ids.npy: 1 duplicated ids" in printed
+
+
+def test_ubp_run_scores_two_methods_at_full_size_unless_asked_otherwise(monkeypatch):
+    from ubp_assets.cli import probe_settings
+
+    monkeypatch.delenv("UBP_PROBE_METHODS", raising=False)
+    assert probe_settings(None, full_size=False).methods == []  # every method
+    assert probe_settings(None, full_size=True).methods == ["universal", "aggregated_baseline"]
+    assert probe_settings("all", full_size=True).methods == []
+    assert probe_settings("random,oracle", full_size=False).methods == ["random", "oracle"]
+    monkeypatch.setenv("UBP_PROBE_METHODS", "feature_matrix")
+    assert probe_settings(None, full_size=True).methods == ["feature_matrix"]  # the user's own
+    monkeypatch.setenv("UBP_DEVICE", "cuda")
+    assert probe_settings(None, full_size=True).profile == "official"  # a GPU runs the real probe

@@ -349,3 +349,40 @@ def test_ubp_score_adds_a_folder_beside_the_methods_and_refuses_a_broken_one(
     with pytest.raises(SystemExit, match="one of the project's methods"):
         shutil.copytree(data / "embeddings" / "random", tmp_path / "random")
         main(["score", str(tmp_path / "random"), *common])
+
+
+def test_probe_scores_scores_the_methods_asked_and_the_bound_says_why_it_is_skipped(
+    trained, tiny_release, tmp_path
+):
+    """At the full release's size only some methods are scored: the table holds those, the
+    report names the others, and the history bound, which needs the baseline, says why it is
+    not computed instead of showing an old table."""
+    data, _, _ = trained
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy, ignore=shutil.ignore_patterns("dagster_home"))
+    settings = resources(tiny_release, copy)
+    settings["probe_settings"] = ProbeSettings(profile="fast", methods=["random", "universal"])
+    result = dg.materialize(
+        ALL,
+        selection=["probe_scores", "history_bound_scores"],
+        resources=settings,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    with duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True) as conn:
+        scores = conn.execute("SELECT * FROM probe_scores").pl()
+        tables = {t for (t,) in conn.execute("SHOW TABLES").fetchall()}
+    assert scores["method"].unique(maintain_order=True).to_list() == ["random", "universal"]
+    report = (copy / "reports" / "probe_scores.md").read_text()
+    assert (
+        "Not scored, as the probe settings ask (UBP_PROBE_METHODS): aggregated_baseline" in report
+    )
+    bound = result.asset_materializations_for_node("history_bound_scores")[0].metadata
+    assert bound["available"].value is False and "aggregated_baseline" in bound["reason"].value
+    assert "history_bound_scores" not in tables
+    assert "Not computed" in (copy / "reports" / "history_bound.md").read_text()
+
+
+def test_a_probe_method_outside_the_registry_is_refused_with_the_names():
+    with pytest.raises(ValueError, match="not in the registry"):
+        ProbeSettings(methods=["universal", "everything"])

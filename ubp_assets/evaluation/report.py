@@ -50,9 +50,10 @@ def gap_table(scores: pl.DataFrame) -> str:
     )
 
 
-def write_report(reports_dir: Path, scores: pl.DataFrame) -> str:
+def write_report(reports_dir: Path, scores: pl.DataFrame, skipped: list[str] | None = None) -> str:
     """reports/probe_scores.md with the table and reports/probe_scores.png; returns the chart's
-    markdown for the UI."""
+    markdown for the UI. `skipped`: registered methods the settings left out, named in the
+    report so that a short table is not mistaken for a full one."""
     from ubp_assets.plots import scores_by_task
 
     tasks = [t for t in TASKS if t in set(scores["task"])]
@@ -72,7 +73,12 @@ def write_report(reports_dir: Path, scores: pl.DataFrame) -> str:
     text = (
         f"# Probe scores ({profile} probe, device {scores['device'][0]})\n\n"
         "Validation-window scores, the organisers' protocol (PROTOCOL.md).\n\n"
-        f"{score_table(scores)}\n\n## Share of the baseline-to-oracle gap closed\n\n"
+        + (
+            f"Not scored, as the probe settings ask (UBP_PROBE_METHODS): {', '.join(skipped)}.\n\n"
+            if skipped
+            else ""
+        )
+        + f"{score_table(scores)}\n\n## Share of the baseline-to-oracle gap closed\n\n"
         f"{gap_table(scores)}\n\n## Every term\n\n{markdown_table(detail, max_rows=200)}\n\n"
         "![probe scores](probe_scores.png)\n"
     )

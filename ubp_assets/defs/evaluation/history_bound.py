@@ -56,11 +56,23 @@ def history_bound_scores(
     from ubp_assets.evaluation.scoring import score_method
 
     manifest_path = storage.raw_path / MANIFEST
+    scores = read_table(warehouse, "probe_scores")
+    scored = set(scores["method"])
+    reason = None
     if not manifest_path.is_file():
+        reason = f"no {manifest_path}: not a synthetic release, no generator to draw from"
+    elif BASELINE not in scored:
+        reason = f"probe_scores holds no {BASELINE} rows (UBP_PROBE_METHODS left it out)"
+    if reason:
         with warehouse.get_connection() as conn:
             conn.execute(f"DROP TABLE IF EXISTS {BOUND_TABLE}")
-        context.log.info(f"no {manifest_path}: not a synthetic release, no generator to draw from")
-        return dg.MaterializeResult(metadata={"available": False})
+        storage.reports_dir.mkdir(parents=True, exist_ok=True)
+        (storage.reports_dir / "history_bound.md").write_text(
+            f"# What the history can show\n\nNot computed: {reason}.\n"
+        )
+        (storage.reports_dir / "history_bound.png").unlink(missing_ok=True)
+        context.log.info(f"no history bound: {reason}")
+        return dg.MaterializeResult(metadata={"available": False, "reason": reason})
     manifest = json.loads(manifest_path.read_text())
     try:
         scale = get_scale(manifest["scale"])
@@ -89,7 +101,6 @@ def history_bound_scores(
     rows = score_method(
         relevant, vectors, found, probe_settings.profile, probe_settings.device, tasks=BOUND_TASKS
     )
-    scores = read_table(warehouse, "probe_scores")
     own = pl.DataFrame(rows).select(pl.lit(BOUND_METHOD).alias("method"), "task", "score")
     own = gap_closed(
         pl.concat([scores.select("method", "task", "score"), own]), BASELINE, CEILING

@@ -45,7 +45,12 @@ def build_probe_scores(methods: tuple[Method, ...] = METHODS) -> dg.AssetsDefini
 
         found = Targets.read(storage.target_dir)
         rows = []
-        for method in methods:
+        skipped = [m.name for m in methods if not probe_settings.scores(m.name)]
+        if skipped:
+            context.log.info(
+                f"not scored, as the probe settings ask (UBP_PROBE_METHODS): {', '.join(skipped)}"
+            )
+        for method in (m for m in methods if probe_settings.scores(m.name)):
             folder = storage.embeddings_dir / method.name
             if not folder.is_dir() and method.optional:
                 context.log.info(f"no {method.name} embeddings on this release: not scored")
@@ -69,13 +74,14 @@ def build_probe_scores(methods: tuple[Method, ...] = METHODS) -> dg.AssetsDefini
         )
         write_table(warehouse, SCORES_TABLE, scores)
         storage.reports_dir.mkdir(parents=True, exist_ok=True)
-        chart = write_report(storage.reports_dir, scores)
+        chart = write_report(storage.reports_dir, scores, skipped)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": scores.height,
                 "dagster/column_schema": column_schema(scores.schema),
                 "profile": probe_settings.profile,
                 "device": probe_settings.device,
+                "methods_not_scored": ", ".join(skipped) or "none",
                 "scores": dg.MetadataValue.md(score_table(scores)),
                 "gap_closed": dg.MetadataValue.md(gap_table(scores)),
                 "chart": dg.MetadataValue.md(chart),
