@@ -153,6 +153,7 @@ def run_main_job(
     from ubp_assets.definitions import make_definitions
     from ubp_assets.partitions import event_days
     from ubp_assets.resources import build_resources
+    from ubp_assets.run_log import RunLog
     from ubp_assets.runs import RunInterrupted, end_dead_runs
 
     full_size = scale == "full" or raw_plan(storage.raw_path, scale, seed) == "external"
@@ -172,16 +173,27 @@ def run_main_job(
             f"ended {len(ended)} run(s) a killed process left unfinished or holding pool slots: "
             + "; ".join(e.describe() for e in ended)
         )
+    log = RunLog(storage.root / "logs" / f"ubp-run-{time.strftime('%Y%m%d-%H%M%S')}.log", _say)
+    _say(f"every event of the runs, DEBUG included, goes to {log.path}")
     try:
         _run_jobs(
-            instance, defs, raw=raw, scale=scale, seed=seed, keys=event_days.get_partition_keys()
+            instance,
+            defs,
+            log,
+            raw=raw,
+            scale=scale,
+            seed=seed,
+            keys=event_days.get_partition_keys(),
         )
     except RunInterrupted:
         # The run is canceled and recorded; a native thread pool (DuckDB's, polars') the interrupt
         # left mid-task can abort in its destructors at interpreter exit, so leave without them.
+        _say(f"the full log: {log.path}")
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
+    finally:
+        log.close()
     report = storage.reports_dir / "probe_scores.md"
     if report.exists():
         print(report.read_text().split("## Every term")[0].strip(), flush=True)
@@ -189,6 +201,7 @@ def run_main_job(
     if bound.exists():
         print("\n" + bound.read_text().strip(), flush=True)
     _say(f"done in {time.perf_counter() - started:.1f}s; data in {storage.root}")
+    _say(f"the full log: {log.path}")
     settings = f"DAGSTER_HOME={home} UBP_DATA_DIR={storage.root}"
     if storage.raw_dir:
         settings += f" UBP_RAW_DIR={storage.raw_path}"
@@ -196,12 +209,12 @@ def run_main_job(
     return 0
 
 
-def _run_jobs(instance, defs, *, raw: Path, scale: str, seed: int, keys: list[str]) -> None:
+def _run_jobs(instance, defs, log, *, raw: Path, scale: str, seed: int, keys: list[str]) -> None:
     from ubp_assets.runs import execute_job
 
     def run(job: str, **kwargs) -> None:
-        if not execute_job(instance, defs.resolve_job_def(job), _say, **kwargs):
-            raise SystemExit("[ubp] run failed; see the log above")
+        if not execute_job(instance, defs.resolve_job_def(job), _say, log=log, **kwargs):
+            raise SystemExit(f"[ubp] run failed; the full log: {log.path}")
 
     wanted = {"scale": scale, "seed": seed}
     plan = raw_plan(raw, scale, seed)

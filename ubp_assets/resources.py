@@ -206,6 +206,21 @@ class TrainingSettings(dg.ConfigurableResource):
         )
 
 
+class ScaleSettings(dg.ConfigurableResource):
+    """How much a step holds at once (UBP_CHUNK_DAYS): memory is set by these, not by the data.
+
+    A backfill of the day partitions, from the UI or `ubp run`, builds `chunk_days` days at a
+    time in one run; at the full release's size a day of events is about 0.85M rows (about 45 MB
+    in memory), so the default of 14 days keeps the events step near 2 GiB.
+    """
+
+    chunk_days: int = Field(default=14, ge=1, description="days a backfill builds at a time")
+
+    @classmethod
+    def from_env(cls) -> ScaleSettings:
+        return cls(chunk_days=int(os.environ.get("UBP_CHUNK_DAYS", "14")))
+
+
 class Warehouse(DuckDBResource):
     """The DuckDB file every warehouse table lives in (read and written with
     `ubp_assets.warehouse`); its folder is made when a run first opens it, not at import."""
@@ -219,6 +234,7 @@ def build_resources(
     features: FeatureSettings | None = None,
     probe: ProbeSettings | None = None,
     training: TrainingSettings | None = None,
+    scale: ScaleSettings | None = None,
 ) -> dict[str, object]:
     """The resources, each given or (where not) from the environment's settings."""
     storage = storage or UbpStorage.from_env()
@@ -227,5 +243,6 @@ def build_resources(
         "feature_settings": features or FeatureSettings.from_env(),
         "probe_settings": probe or ProbeSettings.from_env(),
         "training_settings": training or TrainingSettings.from_env(),
+        "scale_settings": scale or ScaleSettings.from_env(),
         "warehouse": Warehouse(database=str(storage.warehouse_path)),
     }

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from ubp_assets.run_log import QUIET_CONSOLE, RunLog
+
 HOST_TAG = "ubp/host"
 PID_TAG = "ubp/pid"
 PROCESS_START_TAG = "ubp/process_start"  # tells a reused pid from the process that ran the run
@@ -186,8 +188,10 @@ def execute_job(
     instance: dg.DagsterInstance,
     job: dg.JobDefinition,
     say: Callable[[str], None],
+    *,
     run_config: dict | None = None,
     tags: dict[str, str] | None = None,
+    log: RunLog | None = None,
 ) -> bool:
     """Execute `job` in process, tagged with this process, and report whether it succeeded.
 
@@ -196,6 +200,7 @@ def execute_job(
     slot could not be stopped. Ctrl-C or SIGTERM marks the run canceling and interrupts it as
     Dagster's own signal handling does: the run ends canceled and its slots are freed. A second
     Ctrl-C stops at once. A step that waits on a pool for over a minute gets the holder named.
+    With a `log`, Dagster's console shows only warnings and errors; the log has the rest.
     """
     run_id = str(uuid.uuid4())  # the form of Dagster's own run ids
     outcome: dict[str, object] = {}
@@ -204,7 +209,7 @@ def execute_job(
         try:
             outcome["result"] = job.execute_in_process(
                 instance=instance,
-                run_config=run_config,
+                run_config={**(run_config or {}), **(QUIET_CONSOLE if log else {})},
                 tags={**(tags or {}), **process_tags()},
                 run_id=run_id,
                 raise_on_error=False,
@@ -224,6 +229,8 @@ def execute_job(
         try:
             while worker.is_alive():
                 worker.join(timeout=1.0)
+                if log:
+                    log.follow(instance, run_id)
                 for pool, step, waited in waiting_steps(instance, run_id, WAIT_REPORT_S):
                     if step not in reported:
                         reported.add(step)
@@ -234,6 +241,8 @@ def execute_job(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if log:
+            log.follow(instance, run_id)
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["result"].success  # type: ignore[union-attr]

@@ -6,17 +6,26 @@ import dagster as dg
 
 from ubp_assets.definitions import load_stage_definitions
 from ubp_assets.defs.events.events import events
-from ubp_assets.resources import UbpStorage, build_resources
+from ubp_assets.resources import ScaleSettings, UbpStorage, build_resources
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
 def materialize_events(
-    raw: Path, data: Path, first: str, last: str | None = None, instance=None
+    raw: Path,
+    data: Path,
+    first: str,
+    last: str | None = None,
+    instance=None,
+    *,
+    chunk_days: int = 14,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the events partitions first..last in one run, as a single-run backfill does."""
-    resources = build_resources(UbpStorage(data_dir=str(data), raw_dir=str(raw)))
+    resources = build_resources(
+        UbpStorage(data_dir=str(data), raw_dir=str(raw)),
+        scale=ScaleSettings(chunk_days=chunk_days),
+    )
     kwargs = (
         {"partition_key": first}
         if last is None

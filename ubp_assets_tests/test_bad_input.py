@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -103,6 +104,53 @@ def test_unparsable_timestamps_are_quarantined_as_undated(raw_copy, tmp_path):
         json.loads(undated.filter(pl.col("reason") == "null timestamp")["row"][0])["timestamp"]
         is None
     )
+
+
+def test_a_chunked_backfill_equals_one_pass_and_quarantines_each_row_once(raw_copy, tmp_path):
+    """Three days at a time over ten days writes the same day files and quarantine as one pass,
+    with undated rows (a null timestamp, a duplicate SKU) and dated ones (a duplicate event,
+    a bad time inside a day) each quarantined once."""
+    first, last = "2022-06-01", "2022-06-10"
+    visits = pl.read_parquet(raw_copy / "page_visit.parquet").with_row_index()
+    on_day = visits.filter(pl.col("timestamp").str.starts_with("2022-06-05"))["index"]
+    swap = (
+        pl.when(pl.col("index") == on_day[0])
+        .then(None)
+        .when(pl.col("index") == on_day[1])
+        .then(pl.lit("2022-06-05 25:00:00"))
+        .otherwise(pl.col("timestamp"))
+    )
+    damaged = visits.with_columns(swap.alias("timestamp")).drop("index")
+    repeat = damaged[on_day[2] : on_day[2] + 1]
+    rewrite(raw_copy, "page_visit", lambda f: pl.concat([damaged, repeat]))
+    rewrite(raw_copy, "product_properties", lambda f: pl.concat([f, f.head(1)]))
+
+    one_pass, chunked = tmp_path / "one_pass", tmp_path / "chunked"
+    assert materialize_events(raw_copy, one_pass, first, last, chunk_days=100).success
+    result = materialize_events(raw_copy, chunked, first, last, chunk_days=3)
+    assert result.success
+
+    def files(root: Path) -> dict[str, pl.DataFrame]:
+        return {
+            str(p.relative_to(root)): pl.read_parquet(p) for p in sorted(root.rglob("*.parquet"))
+        }
+
+    for folder in ("warehouse/events", "quarantine"):
+        ours, theirs = files(chunked / folder), files(one_pass / folder)
+        assert ours.keys() == theirs.keys() and ours
+        assert all(ours[name].equals(theirs[name]) for name in ours), folder
+    assert len(files(chunked / "warehouse/events")) == 10
+    quarantined = pl.concat(files(chunked / "quarantine").values())
+    assert quarantined.filter(pl.col("row").is_duplicated()).is_empty()
+    counts = dict(quarantined.group_by("reason").len().rows())
+    assert counts == {
+        "null timestamp": 1,
+        "unparsable timestamp": 1,
+        "exact duplicate": 1,
+        "duplicate sku": 1,
+    }
+    meta = materialization_metadata(result)
+    assert meta["quarantined_rows"] == quarantined.height and meta["chunk_days"] == 3
 
 
 def test_a_day_owns_the_timestamps_whose_text_sorts_into_it(raw_copy):

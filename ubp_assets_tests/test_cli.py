@@ -4,9 +4,11 @@ and the generator's own command."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -64,6 +66,23 @@ def test_ubp_run_end_to_end(demo_run):
     ]
     assert len(runs) == 4  # synthetic release, observation, the days up to the matrix, scores
     assert (data / "reports" / "probe_scores.png").stat().st_size > 10_000
+
+
+def test_ubp_run_shows_a_line_per_step_and_logs_every_event_to_a_file(demo_run):
+    """The terminal gets each step's time and progress; Dagster's DEBUG stream goes to the log
+    file named at the start and the end, with every step's start and end in it."""
+    data, done = demo_run
+    assert " DEBUG " not in done.stderr and "STEP_START" not in done.stderr
+    steps = re.findall(r"^\[ubp\]   (\w+): ([\d.]+)(?:s| min)$", done.stderr, re.MULTILINE)
+    assert {"events", "daily_partials", "feature_matrix", "autoencoder"} <= {s for s, _ in steps}
+    assert re.search(r"^\[ubp\]   events: \[1/\d+\] chunk 2022-04-14\.\.", done.stderr, re.M)
+    (path,) = re.findall(r"the full log: (\S+)", done.stderr)
+    log = Path(path).read_text()
+    assert path.startswith(str(data / "logs"))
+    for step, _ in steps:
+        assert f'Started execution of step "{step}"' in log
+        assert f'Finished execution of step "{step}"' in log
+    assert len(log.splitlines()) > 10 * len(done.stderr.splitlines())
 
 
 def scores_of(data) -> dict[tuple[str, str], dict]:

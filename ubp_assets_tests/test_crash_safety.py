@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shlex
 import signal
 import sqlite3
@@ -277,6 +278,12 @@ class UbpRun:
     def output(self) -> str:
         return "".join(self.lines)
 
+    @property
+    def log(self) -> str:
+        """The run's full log (Dagster's DEBUG events), whose path `ubp run` prints first."""
+        found = re.search(r"DEBUG included, goes to (\S+\.log)", self.output)
+        return Path(found.group(1)).read_text() if found else ""
+
     def signal_when(self, ready: Callable[[], bool], sig: int, timeout: float = 400) -> None:
         deadline = time.monotonic() + timeout
         while not ready():
@@ -306,7 +313,7 @@ def _step_started(run: UbpRun, step: str, after_s: float) -> Callable[[], bool]:
     seen: list[float] = []
 
     def ready() -> bool:
-        if not seen and marker in run.output:
+        if not seen and marker in run.log:
             seen.append(time.monotonic())
         return bool(seen) and time.monotonic() - seen[0] >= after_s
 
@@ -393,7 +400,7 @@ def test_killed_and_interrupted_runs_leave_nothing_a_rerun_waits_on(tmp_path):
     run = UbpRun(faulty)
     assert run.wait() == 0, run.output[-3000:]
     assert "ended 1 run(s)" in run.output and "process gone" in run.output
-    assert "blocked by limit" not in run.output
+    assert "blocked by limit" not in run.log and "Started execution" in run.log
     assert _held_slots(faulty) == []
     unfinished = {"STARTED", "STARTING", "CANCELING", "NOT_STARTED", "QUEUED"}
     assert not unfinished & {s for v in _run_statuses(faulty).values() for s in v}

@@ -16,7 +16,7 @@ from ubp_assets.defs.features.family_features import family_features
 from ubp_assets.defs.features.feature_matrix import MATRIX_CHECKS, feature_matrix
 from ubp_assets.features.common import Feature
 from ubp_assets.features.matrix import build_feature_matrix, check_stored_matrix
-from ubp_assets.resources import FeatureSettings, UbpStorage, build_resources
+from ubp_assets.resources import FeatureSettings, ScaleSettings, UbpStorage, build_resources
 from ubp_assets_tests.helpers import RANGE_END, RANGE_START, failure_message
 
 FIRST, LAST, CUTOFF = "2022-04-14", "2022-05-03", "2022-05-01"
@@ -24,8 +24,12 @@ ASSETS = [events, daily_partials, challenge_split, family_features, feature_matr
 
 
 def resources(raw, data, cutoff=CUTOFF):
+    """Six days at a time: the 20 days are built in four chunks, which the comparisons with the
+    in-memory pipeline below then cover."""
     return build_resources(
-        UbpStorage(data_dir=str(data), raw_dir=str(raw)), FeatureSettings(cutoff=cutoff)
+        UbpStorage(data_dir=str(data), raw_dir=str(raw)),
+        FeatureSettings(cutoff=cutoff),
+        scale=ScaleSettings(chunk_days=6),
     )
 
 

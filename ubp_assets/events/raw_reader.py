@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +51,11 @@ def _version(path: Path) -> tuple[int, int, int] | None:
 
 
 @contextmanager
-def one_version(raw_dir: str | Path, specs: Iterable[RawFile]) -> Iterator[None]:
+def one_version(raw_dir: str | Path, specs: Iterable[RawFile]) -> Iterator[Callable[[], None]]:
     """Raise `RawDataError` naming any of the files that changed while the block read them.
+
+    The block gets a `verify()` that raises the same error at once, for a reading in several
+    parts to check before it hands a part on.
 
     Each polars collect opens the file anew, so a release copied in while a run reads it could
     give the run one version's products and another's events, or a half-written file's rows. A
@@ -65,8 +68,12 @@ def one_version(raw_dir: str | Path, specs: Iterable[RawFile]) -> Iterator[None]
     def changed() -> list[str]:
         return [name for name, path in paths.items() if _version(path) != before[name]]
 
+    def verify() -> None:
+        if moved := changed():
+            raise RawDataError(_changed_message(moved))
+
     try:
-        yield
+        yield verify
     except (Exception, pl.exceptions.PanicException) as exc:  # polars panics on a file cut short
         if moved := changed():
             raise RawDataError(_changed_message(moved)) from exc

@@ -5,13 +5,19 @@ file per day in a hive layout (`date=YYYY-MM-DD/data.parquet`), with rejected ro
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from ubp_assets.events.raw_reader import REASON, one_version, read_event_file, read_products
+from ubp_assets.events.raw_reader import (
+    REASON,
+    Parsed,
+    one_version,
+    read_event_file,
+    read_products,
+)
 from ubp_assets.events.schema import (
     EVENT_TYPES,
     EVENTS_SCHEMA,
@@ -20,7 +26,7 @@ from ubp_assets.events.schema import (
     EventType,
 )
 from ubp_assets.raw.files import timestamp_span
-from ubp_assets.storage import atomic_write, scan_days
+from ubp_assets.storage import atomic_write, day_range, scan_days
 
 REJECTED_FILE = "rejected.parquet"
 UNDATED = "undated"
@@ -57,38 +63,78 @@ def build_events(
 ) -> EventsBuild:
     """Every event with a timestamp on the days first..last, typed and joined with its product.
 
-    Each raw file is scanned once for the whole range, so a backfill of every day is one pass.
-    `partitions` (default first..last) are all the days there are: rows outside them are undated.
-    Every file is read in one version, or `RawDataError` names the one that changed.
+    Each raw file is scanned once for the whole range, so its memory grows with the range:
+    `events_in_chunks` holds a few days at a time. `partitions` (default first..last) are all
+    the days there are: rows outside them are undated. Every file is read in one version, or
+    `RawDataError` names the one that changed.
     """
-    unified, rejected = [], []
     with one_version(raw_dir, RAW_FILES.values()):
+        return _build(raw_dir, first, last, partitions, read_products(raw_dir), undated=True)
+
+
+def events_in_chunks(
+    raw_dir: str | Path,
+    first: dt.date,
+    last: dt.date,
+    partitions: tuple[dt.date, dt.date] | None,
+    chunk_days: int,
+) -> Iterator[tuple[list[dt.date], EventsBuild]]:
+    """`build_events` for first..last, `chunk_days` days at a time, so that memory is set by the
+    chunk, not by the range; the chunks' events and rejected rows together are exactly those of
+    one build over the range.
+
+    A row belongs to the day of its timestamp, and a repeat of a row has the same timestamp, so
+    each chunk's checks see everything they compare. Undated rows (no day can own them) come with
+    the first chunk only. Each chunk is checked against the files' versions at the start before
+    it is handed on: a file replaced between two chunks raises `RawDataError` naming it.
+    """
+    days = day_range(first, last)
+    with one_version(raw_dir, RAW_FILES.values()) as verify:
         products = read_products(raw_dir)
-        for name, spec in RAW_EVENT_FILES.items():
-            parsed = read_event_file(raw_dir, spec, first, last, partitions)
-            unified.append(_unified(name, parsed.rows))
-            rejected.append(parsed.rejected)
+        for start in range(0, len(days), chunk_days):
+            chunk = days[start : start + chunk_days]
+            build = _build(raw_dir, chunk[0], chunk[-1], partitions, products, undated=start == 0)
+            verify()
+            yield chunk, build
+
+
+def _build(
+    raw_dir: str | Path,
+    first: dt.date,
+    last: dt.date,
+    partitions: tuple[dt.date, dt.date] | None,
+    products: Parsed,
+    *,
+    undated: bool,
+) -> EventsBuild:
+    unified, rejected = [], []
+    for name, spec in RAW_EVENT_FILES.items():
+        parsed = read_event_file(raw_dir, spec, first, last, partitions)
+        unified.append(_unified(name, parsed.rows))
+        rejected.append(parsed.rejected)
+    rejected.append(products.rejected)
     events = (
         pl.concat(unified)
         .join(products.rows.select("sku", "category", "price"), on="sku", how="left")
         .select(*EVENTS_SCHEMA.names(), pl.col("timestamp").dt.date().alias("date"))
         .sort("client_id", "timestamp", "event_type")
     )
-    return EventsBuild(
-        events=events,
-        rejected=pl.concat([*rejected, products.rejected]).cast(QUARANTINE_SCHEMA),
-        products=products.rows,
-    )
+    rejected_rows = pl.concat(rejected).cast(QUARANTINE_SCHEMA)
+    if not undated:
+        rejected_rows = rejected_rows.filter(pl.col("date").is_not_null())
+    return EventsBuild(events=events, rejected=rejected_rows, products=products.rows)
 
 
 def write_quarantine(
-    rejected: pl.DataFrame, root: str | Path, days: Iterable[dt.date]
+    rejected: pl.DataFrame, root: str | Path, days: Iterable[dt.date], *, undated: bool = True
 ) -> dict[str, int]:
-    """Rejected rows by day (and undated ones apart); stale files of the same days are removed."""
+    """Rejected rows by day (and, with `undated`, undated ones apart); stale files of the same
+    days are removed."""
     root = Path(root)
     counts: dict[str, int] = {}
     targets = [(d.isoformat(), rejected.filter(pl.col("date") == d)) for d in days]
-    targets.append((UNDATED, rejected.filter(pl.col("date").is_null())))
+    if undated:
+        targets.append((UNDATED, rejected.filter(pl.col("date").is_null())))
     for label, frame in targets:
         path = root / (UNDATED if label == UNDATED else f"date={label}") / REJECTED_FILE
         if frame.height:
@@ -99,7 +145,8 @@ def write_quarantine(
     return counts
 
 
-# ---- checks: pure functions over a stored slice, (passed, figures) ------------------------------
+# ---- checks: pure functions over a stored slice, (passed, figures); streamed: a slice may be ---
+# ---- every day of the release -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -111,19 +158,21 @@ class CheckOutcome:
 def check_keys_not_null(events: pl.LazyFrame) -> CheckOutcome:
     nulls = events.select(
         pl.col(c).null_count().alias(c) for c in ("client_id", "timestamp", "event_type")
-    ).collect()
+    ).collect(engine="streaming")
     figures = {f"null_{c}": int(nulls[c][0]) for c in nulls.columns}
     return CheckOutcome(passed=not any(figures.values()), figures=figures)
 
 
 def check_timestamps_in_partition(events: pl.LazyFrame) -> CheckOutcome:
     outside = events.filter(pl.col("timestamp").dt.date() != pl.col("date"))
-    n, example = outside.select(pl.len(), pl.col("timestamp").first()).collect().row(0)
+    found = outside.select(pl.len(), pl.col("timestamp").first())
+    n, example = found.collect(engine="streaming").row(0)
     return CheckOutcome(passed=n == 0, figures={"rows_outside_their_day": n, "first": str(example)})
 
 
 def check_event_types_known(events: pl.LazyFrame) -> CheckOutcome:
-    types = events.select(pl.col("event_type").cast(pl.String).unique()).collect().to_series()
+    types = events.select(pl.col("event_type").cast(pl.String).unique())
+    types = types.collect(engine="streaming").to_series()
     unknown = sorted(t for t in types.to_list() if t not in EVENT_TYPES)
     return CheckOutcome(
         passed=not unknown, figures={"unknown_types": ", ".join(map(str, unknown)) or "none"}
@@ -133,7 +182,8 @@ def check_event_types_known(events: pl.LazyFrame) -> CheckOutcome:
 def count_skus_missing_from_products(events: pl.LazyFrame, products: pl.DataFrame) -> CheckOutcome:
     with_sku = events.filter(pl.col("sku").is_not_null())
     missing = with_sku.join(products.lazy().select("sku"), on="sku", how="anti")
-    n_events, n_skus = missing.select(pl.len(), pl.col("sku").n_unique()).collect().row(0)
+    found = missing.select(pl.len(), pl.col("sku").n_unique())
+    n_events, n_skus = found.collect(engine="streaming").row(0)
     return CheckOutcome(
         passed=n_events == 0,
         figures={"events_with_unknown_sku": n_events, "unknown_skus": n_skus},

@@ -1,5 +1,7 @@
 """The day-partitioned event table and its checks, wired to the pure functions of `table`."""
 
+import datetime as dt
+
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
@@ -7,11 +9,11 @@ from dagster_duckdb import DuckDBResource
 from ubp_assets.events.raw_reader import REASON, RawDataError
 from ubp_assets.events.schema import COLUMN_DESCRIPTIONS, EVENT_TYPES, EVENTS_SCHEMA, RAW_FILES
 from ubp_assets.events.table import (
-    build_events,
     check_event_types_known,
     check_keys_not_null,
     check_timestamps_in_partition,
     count_skus_missing_from_products,
+    events_in_chunks,
     raw_days_within,
     scan_events,
     write_quarantine,
@@ -20,7 +22,8 @@ from ubp_assets.keys import RAW_KEYS
 from ubp_assets.markdown import markdown_table
 from ubp_assets.metadata import column_schema
 from ubp_assets.partitions import FIRST_DAY, LAST_DAY, event_days, window_days
-from ubp_assets.resources import WAREHOUSE_POOL, UbpStorage
+from ubp_assets.progress import Progress
+from ubp_assets.resources import WAREHOUSE_POOL, ScaleSettings, UbpStorage
 from ubp_assets.storage import DATA_FILE, day_range, write_day_partitions
 
 CHECKS = {
@@ -48,24 +51,45 @@ CHECKS = {
     ],
     description="Every event of the five raw files as one typed table (client_id, timestamp, "
     "event_type, sku, category, price, url, query), one parquet file per day in a hive layout. "
-    "A run over many days scans each raw file once; rerunning a day replaces it exactly. Bad rows "
+    "A run over many days builds them a chunk of days at a time (UBP_CHUNK_DAYS), so its memory "
+    "is set by the chunk; rerunning a day replaces it exactly. Bad rows "
     "are counted and written to the quarantine, never dropped silently.",
 )
 def events(
-    context: dg.AssetExecutionContext, storage: UbpStorage, warehouse: DuckDBResource
+    context: dg.AssetExecutionContext,
+    storage: UbpStorage,
+    scale_settings: ScaleSettings,
+    warehouse: DuckDBResource,
 ) -> dg.MaterializeResult:
     first, last = window_days(context)
     days = day_range(first, last)
+    chunk_days = scale_settings.chunk_days
+    progress = Progress("chunk", -(-len(days) // chunk_days), context.log.info)
     context.log.info(
-        f"building events for {first}..{last} ({len(days)} days) from {storage.raw_path}"
+        f"building events for {first}..{last} ({len(days)} days, {chunk_days} at a time) "
+        f"from {storage.raw_path}"
     )
+    built: list[dt.date] = []
+    rows, by_type, reasons, preview = 0, [], [], None
     try:
-        build = build_events(storage.raw_path, first, last, (FIRST_DAY, LAST_DAY))
+        chunks = events_in_chunks(storage.raw_path, first, last, (FIRST_DAY, LAST_DAY), chunk_days)
+        for chunk, build in chunks:
+            write_day_partitions(build.events, storage.events_dir, chunk)
+            write_quarantine(build.rejected, storage.quarantine_dir, chunk, undated=not built)
+            built.extend(chunk)
+            rows += build.events.height
+            by_type.append(build.events.group_by("event_type").len())
+            reasons.append(build.rejected.group_by("file", REASON).len())
+            products = build.products
+            preview = preview if preview is not None else build.events.head(10).drop("date")
+            progress.advance(build.events.height, f"{chunk[0]}..{chunk[-1]}")
     except RawDataError as exc:
-        raise dg.Failure(description=str(exc)) from exc
-    written = write_day_partitions(build.events, storage.events_dir, days)
-    write_quarantine(build.rejected, storage.quarantine_dir, days)
+        written = f"; {built[0]}..{built[-1]} were written before it changed" if built else ""
+        raise dg.Failure(description=f"{exc}{written}") from exc
     _register_views(warehouse, storage)
+    by_type = pl.concat(by_type).group_by("event_type").agg(pl.col("len").sum()).sort("event_type")
+    reasons = pl.concat(reasons).group_by("file", REASON).agg(pl.col("len").sum())
+    reasons = reasons.sort("file", REASON)
 
     stored = scan_events(storage.events_dir, days)
     outcomes = {
@@ -76,7 +100,7 @@ def events(
         ),
         "event_types_known": (check_event_types_known(stored), dg.AssetCheckSeverity.ERROR),
         "skus_in_product_properties": (
-            count_skus_missing_from_products(stored, build.products),
+            count_skus_missing_from_products(stored, products),
             dg.AssetCheckSeverity.WARN,
         ),
         "raw_days_within_partitions": (
@@ -84,14 +108,13 @@ def events(
             dg.AssetCheckSeverity.WARN,
         ),
     }
-    by_type = build.events.group_by("event_type").len().sort("event_type")
-    reasons = build.rejected.group_by("file", REASON).len().sort("file", REASON)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": build.events.height,
+            "dagster/row_count": rows,
             "dagster/column_schema": column_schema(EVENTS_SCHEMA, COLUMN_DESCRIPTIONS),
             "days": f"{first}..{last}",
-            "partitions_written": len(written),
+            "partitions_written": len(built),
+            "chunk_days": chunk_days,
             "rows_per_event_type": dg.MetadataValue.md(markdown_table(by_type)),
             **{
                 f"rows_{t}": int(by_type.filter(pl.col("event_type") == t)["len"].sum())
@@ -102,7 +125,7 @@ def events(
                 markdown_table(reasons, max_rows=50) if reasons.height else "no rejected rows"
             ),
             "quarantine_dir": dg.MetadataValue.path(str(storage.quarantine_dir)),
-            "preview": dg.MetadataValue.md(markdown_table(build.events.drop("date"))),
+            "preview": dg.MetadataValue.md(markdown_table(preview)),
             "path": dg.MetadataValue.path(str(storage.events_dir)),
         },
         check_results=[

@@ -11,7 +11,8 @@ from ubp_assets.keys import RAW_KEYS
 from ubp_assets.markdown import markdown_table
 from ubp_assets.metadata import column_schema
 from ubp_assets.partitions import event_days, window_days
-from ubp_assets.resources import UbpStorage
+from ubp_assets.progress import Progress
+from ubp_assets.resources import ScaleSettings, UbpStorage
 from ubp_assets.storage import day_range, missing_days, write_day_partitions
 
 
@@ -41,7 +42,9 @@ def _partial_spec(name: str, spec: Partial) -> dg.AssetSpec:
     backfill_policy=dg.BackfillPolicy.single_run(),
     can_subset=True,
 )
-def daily_partials(context: dg.AssetExecutionContext, storage: UbpStorage):
+def daily_partials(
+    context: dg.AssetExecutionContext, storage: UbpStorage, scale_settings: ScaleSettings
+):
     first, last = window_days(context)
     days = day_range(first, last)
     absent = missing_days(storage.events_dir, days)
@@ -51,25 +54,39 @@ def daily_partials(context: dg.AssetExecutionContext, storage: UbpStorage):
             "materialize those events partitions first"
         )
     selected = {n: s for n, s in PARTIALS.items() if dg.AssetKey(n) in context.selected_asset_keys}
-    day_events = scan_events(storage.events_dir, days)
-    relevant_events = day_events
+    relevant = None
     if any(s.relevant_only for s in selected.values()):
-        relevant = pl.Series(load_relevant_clients(storage))
-        relevant_events = day_events.filter(pl.col("client_id").is_in(relevant.implode()))
-    names = pl.LazyFrame()
-    if any(s.needs_names for s in selected.values()):
-        skus = day_events.select(pl.col("sku").drop_nulls().unique()).collect().to_series()
-        names = read_products(storage.raw_path, skus).rows.select("sku", "name").lazy()
-    for name, spec in selected.items():
-        frame = spec.compute(relevant_events if spec.relevant_only else day_events, names)
-        frame = frame.collect()
-        write_day_partitions(frame, storage.partials_dir / name, days)
+        relevant = pl.Series(load_relevant_clients(storage)).implode()
+    step = scale_settings.chunk_days
+    chunks = [days[i : i + step] for i in range(0, len(days), step)]
+    progress = Progress("chunk", len(chunks), context.log.info)
+    rows = dict.fromkeys(selected, 0)
+    previews: dict[str, pl.DataFrame] = {}
+    for chunk in chunks:
+        # A partial is a day's aggregate, so a chunk of days computes exactly its days' rows.
+        day_events = scan_events(storage.events_dir, chunk)
+        relevant_events = day_events
+        if relevant is not None:
+            relevant_events = day_events.filter(pl.col("client_id").is_in(relevant))
+        names = pl.LazyFrame()
+        if any(s.needs_names for s in selected.values()):
+            skus = day_events.select(pl.col("sku").drop_nulls().unique()).collect().to_series()
+            names = read_products(storage.raw_path, skus).rows.select("sku", "name").lazy()
+        for name, spec in selected.items():
+            frame = spec.compute(relevant_events if spec.relevant_only else day_events, names)
+            frame = frame.collect()
+            write_day_partitions(frame, storage.partials_dir / name, chunk)
+            rows[name] += frame.height
+            previews.setdefault(name, frame.head(10))
+        progress.advance(sum(rows.values()) - progress.rows, f"{chunk[0]}..{chunk[-1]}")
+    for name in selected:
         yield dg.MaterializeResult(
             asset_key=name,
             metadata={
-                "dagster/row_count": frame.height,
-                "dagster/column_schema": column_schema(frame.schema),
+                "dagster/row_count": rows[name],
+                "dagster/column_schema": column_schema(previews[name].schema),
                 "days": f"{first}..{last}",
-                "preview": dg.MetadataValue.md(markdown_table(frame)),
+                "chunk_days": step,
+                "preview": dg.MetadataValue.md(markdown_table(previews[name])),
             },
         )
