@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -79,25 +80,64 @@ def print_synthetic(figures: dict, scale: str, reference: str) -> None:
     )
 
 
-def step_seconds_by_stage(instance, run_id: str) -> dict[str, float]:
-    """Seconds of a run's steps by stage (the events step, the daily partials' step, the split with
-    the families' folds and the matrix), from the timestamps of the run's step events."""
+class RssSampler:
+    """This process's resident memory every `every` seconds, in a thread: with the steps' start
+    and end times from the run's event log it gives each stage's own peak, which one peak of the
+    whole process (`ru_maxrss`) cannot. The in-process executor runs every step here."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        self.every, self.samples = every, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm") as statm:
+            while not self._stop.is_set():
+                statm.seek(0)
+                self.samples.append((time.time(), int(statm.read().split()[1]) * page))
+                self._stop.wait(self.every)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_between(self, start: float, end: float) -> int:
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+
+
+STAGES = {
+    "events": "events_step",
+    "daily_partials": "partial_steps",
+    "feature_matrix": "matrix_step",
+}
+
+
+def step_seconds_by_stage(instance, run_id: str, sampler: RssSampler | None = None) -> dict:
+    """Seconds (and, with a sampler, peak GiB) of a run's steps by stage: the events step, the
+    daily partials' step, the split with the families' folds, the matrix; from the timestamps of
+    the run's step events."""
     import dagster as dg
 
     started: dict[str, float] = {}
-    stages = {"events_step": 0.0, "partial_steps": 0.0, "fold_steps": 0.0}
+    stages = {"events_step": 0.0, "partial_steps": 0.0, "fold_steps": 0.0, "matrix_step": 0.0}
+    peaks = dict.fromkeys(stages, 0)
     for record in instance.all_logs(run_id):
         if record.dagster_event_type == dg.DagsterEventType.STEP_START:
             started[record.step_key] = record.timestamp
         elif record.dagster_event_type == dg.DagsterEventType.STEP_SUCCESS:
             key = record.step_key
-            if key == "events":
-                stage = "events_step"
-            elif key == "daily_partials":
-                stage = "partial_steps"
-            else:
-                stage = "fold_steps"
+            stage = STAGES.get(key, "fold_steps")
             stages[stage] += record.timestamp - started[key]
+            if sampler is not None:
+                peak = sampler.peak_between(started[key], record.timestamp)
+                peaks[stage] = max(peaks[stage], peak)
+    if sampler is not None:
+        stages.update({f"{k}_peak_gib": round(v / 2**30, 2) for k, v in peaks.items()})
     return stages
 
 
@@ -116,18 +156,21 @@ def run_update(first: str, last: str) -> dict:
 
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
-    with dg.execute_job(
-        dg.reconstructable(update_job),
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last,
-        },
-    ) as result:
+    with (
+        RssSampler() as sampler,
+        dg.execute_job(
+            dg.reconstructable(update_job),
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last,
+            },
+        ) as result,
+    ):
         assert result.success
     return {
         "run_seconds": time.perf_counter() - started,
-        **step_seconds_by_stage(instance, result.run_id),
+        **step_seconds_by_stage(instance, result.run_id, sampler),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ubp_assets.events.schema import RAW_FILES, RELEVANT_CLIENTS
+from ubp_assets.features.pipeline import FOLDS, fold_name
 from ubp_assets.synthetic.release import TRUTH_FILE
 
 RAW_FILENAMES = {
@@ -16,3 +17,5 @@ RAW_KEYS = {name: dg.AssetKey(["raw", name]) for name in RAW_FILENAMES}
 # what it is scored against.
 SYNTHETIC_TRUTH = dg.AssetKey(["raw", "synthetic_truth"])
 SYNTHETIC_TRUTH_FILE = TRUTH_FILE
+# Each family's fold, by family.
+FOLD_KEYS = {family: dg.AssetKey(fold_name(family)) for family in FOLDS}

@@ -37,27 +37,29 @@ def publish_embeddings(
     embedding asset reports."""
     relevant = load_relevant_clients(storage)
     problems: list[str] = []
+    first = None
     for method, vectors in vectors_by_method.items():
         write_submission(storage.embeddings_dir / method, client_ids, vectors)
         stored_ids, stored = read_submission(storage.embeddings_dir / method)
         found = submission_problems(stored_ids, stored, relevant)
         prefix = f"{method}: " if len(vectors_by_method) > 1 else ""
         problems += [prefix + p for p in found]
-    method = next(iter(vectors_by_method))
+        first = first or (method, stored_ids[:5], stored[:5], stored.shape, stored.nbytes)
+        del stored_ids, stored  # one method's arrays at a time, not all of them
+    method, head_ids, head, shape, nbytes = first
     folder = storage.embeddings_dir / method
-    stored_ids, stored = read_submission(folder)
     preview = pl.DataFrame(
-        {"client_id": stored_ids[:5]}
-        | {f"dim_{j}": stored[:5, j].astype(np.float32) for j in range(min(8, stored.shape[1]))}
+        {"client_id": head_ids}
+        | {f"dim_{j}": head[:, j].astype(np.float32) for j in range(min(8, shape[1]))}
     )
     yield dg.MaterializeResult(
         metadata={
             "method": method,
             "folder": dg.MetadataValue.path(str(folder)),
-            "clients": len(stored_ids),
-            "dimensions": stored.shape[1],
+            "clients": shape[0],
+            "dimensions": shape[1],
             "build_seconds": round(seconds, 2),
-            "size_mib": round(stored.nbytes / 2**20, 2),
+            "size_mib": round(nbytes / 2**20, 2),
             "preview": dg.MetadataValue.md(markdown_table(preview)),
             **(
                 {"also_published": ", ".join(list(vectors_by_method)[1:])}

@@ -207,18 +207,28 @@ class TrainingSettings(dg.ConfigurableResource):
 
 
 class ScaleSettings(dg.ConfigurableResource):
-    """How much a step holds at once (UBP_CHUNK_DAYS): memory is set by these, not by the data.
+    """How much a step holds at once (UBP_CHUNK_DAYS, UBP_CLIENTS_PER_SHARD): memory is set by
+    these, not by the data.
 
     A backfill of the day partitions, from the UI or `ubp run`, builds `chunk_days` days at a
     time in one run; at the full release's size a day of events is about 0.85M rows (about 45 MB
-    in memory), so the default of 14 days keeps the events step near 2 GiB.
+    in memory), so the default of 14 days keeps the events step near 2 GiB. The families' folds
+    work on the relevant clients in shards of at most `clients_per_shard` (`shards.py`): one
+    shard at the demo scale, eight at the full release's.
     """
 
     chunk_days: int = Field(default=14, ge=1, description="days a backfill builds at a time")
+    clients_per_shard: int = Field(
+        default=125_000, ge=1, description="relevant clients a per-client stage holds at a time"
+    )
 
     @classmethod
     def from_env(cls) -> ScaleSettings:
-        return cls(chunk_days=int(os.environ.get("UBP_CHUNK_DAYS", "14")))
+        env = os.environ
+        return cls(
+            chunk_days=int(env.get("UBP_CHUNK_DAYS", "14")),
+            clients_per_shard=int(env.get("UBP_CLIENTS_PER_SHARD", "125000")),
+        )
 
 
 class Warehouse(DuckDBResource):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,17 +34,46 @@ class WarehouseFile:
             conn.close()
 
 
-def write_table(warehouse: Connectable, name: str, frame: pl.DataFrame) -> None:
-    """Replace the table in one transaction, so readers see the old or the new one whole."""
+def write_table(
+    warehouse: Connectable, name: str, frame: pl.DataFrame | Iterable[pl.DataFrame]
+) -> int:
+    """Replace the table in one transaction, so readers see the old or the new one whole; given
+    parts (one client shard each, say), hold one at a time. Returns the rows written."""
+    parts = [frame] if isinstance(frame, pl.DataFrame) else frame
+    rows = 0
     with warehouse.get_connection() as conn:
-        conn.register("_incoming", frame.to_arrow())
-        conn.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _incoming')
-        conn.unregister("_incoming")
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            for i, part in enumerate(parts):
+                conn.register("_incoming", part.to_arrow())
+                if i == 0:
+                    conn.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _incoming')
+                else:
+                    conn.execute(f'INSERT INTO "{name}" SELECT * FROM _incoming')
+                conn.unregister("_incoming")
+                rows += part.height
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return rows
 
 
-def read_table(warehouse: Connectable, name: str) -> pl.DataFrame:
+def read_table(
+    warehouse: Connectable,
+    name: str,
+    columns: list[str] | None = None,
+    *,
+    limit: int | None = None,
+    clients: tuple[int, int] | None = None,
+) -> pl.DataFrame:
+    """The table, or the given columns, its first `limit` rows (0: its schema alone), or the rows
+    whose client_id lies in `clients` (first, last), in the stored order."""
+    selected = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    where = f" WHERE client_id BETWEEN {int(clients[0])} AND {int(clients[1])}" if clients else ""
+    bound = f" LIMIT {int(limit)}" if limit is not None else ""
     with warehouse.get_connection() as conn:
-        return conn.execute(f'SELECT * FROM "{name}"').pl()
+        return conn.execute(f'SELECT {selected} FROM "{name}"{where}{bound}').pl()
 
 
 def existing_tables(warehouse: Connectable, names: list[str]) -> set[str]:

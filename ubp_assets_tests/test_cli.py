@@ -72,7 +72,7 @@ def test_ubp_run_shows_a_line_per_step_and_logs_every_event_to_a_file(demo_run):
     """The terminal gets each step's time and progress; Dagster's DEBUG stream goes to the log
     file named at the start and the end, with every step's start and end in it."""
     data, done = demo_run
-    assert " DEBUG " not in done.stderr and "STEP_START" not in done.stderr
+    assert " - DEBUG - " not in done.stderr and "STEP_START" not in done.stderr
     steps = re.findall(r"^\[ubp\]   (\w+): ([\d.]+)(?:s| min)$", done.stderr, re.MULTILINE)
     assert {"events", "daily_partials", "feature_matrix", "autoencoder"} <= {s for s, _ in steps}
     assert re.search(r"^\[ubp\]   events: \[1/\d+\] chunk 2022-04-14\.\.", done.stderr, re.M)

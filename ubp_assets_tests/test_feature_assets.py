@@ -16,7 +16,9 @@ from ubp_assets.defs.features.family_features import family_features
 from ubp_assets.defs.features.feature_matrix import MATRIX_CHECKS, feature_matrix
 from ubp_assets.features.common import Feature
 from ubp_assets.features.matrix import build_feature_matrix, check_stored_matrix
+from ubp_assets.features.pipeline import FEATURES
 from ubp_assets.resources import FeatureSettings, ScaleSettings, UbpStorage, build_resources
+from ubp_assets.shards import client_shards
 from ubp_assets_tests.helpers import RANGE_END, RANGE_START, failure_message
 
 FIRST, LAST, CUTOFF = "2022-04-14", "2022-05-03", "2022-05-01"
@@ -24,12 +26,13 @@ ASSETS = [events, daily_partials, challenge_split, family_features, feature_matr
 
 
 def resources(raw, data, cutoff=CUTOFF):
-    """Six days at a time: the 20 days are built in four chunks, which the comparisons with the
-    in-memory pipeline below then cover."""
+    """Six days at a time and 300 clients a shard: the 20 days are built in four chunks and the
+    1,000 relevant clients folded in four shards, which the comparisons with the in-memory
+    pipeline below then cover."""
     return build_resources(
         UbpStorage(data_dir=str(data), raw_dir=str(raw)),
         FeatureSettings(cutoff=cutoff),
-        scale=ScaleSettings(chunk_days=6),
+        scale=ScaleSettings(chunk_days=6, clients_per_shard=300),
     )
 
 
@@ -298,8 +301,19 @@ def test_unregistered_columns_are_refused():
         )
 
 
+def test_client_shards_cover_the_relevant_clients_once():
+    ids = np.random.default_rng(0).choice(10**9, 1_001, replace=False)
+    shards = client_shards(ids, 300)
+    assert [s.clients for s in shards] == [251, 250, 250, 250]
+    owners = [[s.index for s in shards if s.first <= i <= s.last] for i in ids]
+    assert all(len(o) == 1 for o in owners)  # every client in exactly one shard
+    assert client_shards(ids[::-1], 300) == shards  # a function of the set, not of its order
+    assert len(client_shards(ids, 2_000)) == 1
+
+
 def test_stored_partials_and_tables_equal_the_in_memory_pipeline(built, tiny_release):
-    """The assets wire the pure functions faithfully: same partials, same family tables."""
+    """The assets wire the pure functions faithfully: same partials, same family tables, the
+    tables folded in four client shards equal to one fold over every client."""
     import datetime as dt
 
     from ubp_assets.events.raw_reader import read_products
@@ -307,7 +321,13 @@ def test_stored_partials_and_tables_equal_the_in_memory_pipeline(built, tiny_rel
     from ubp_assets.features.pipeline import compute_partials, fold_families
     from ubp_assets.storage import scan_days
 
-    data, _ = built
+    data, result = built
+    sharded = [
+        e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if "client_shards" in e.event_specific_data.materialization.metadata
+    ]
+    assert len(sharded) == 7 and {m["client_shards"].value for m in sharded} == {4}
     relevant = pl.Series(np.load(tiny_release / "input" / "relevant_clients.npy"))
     names = read_products(tiny_release).rows.select("sku", "name").lazy()
     events = scan_events(data / "warehouse" / "events")
@@ -323,6 +343,13 @@ def test_stored_partials_and_tables_equal_the_in_memory_pipeline(built, tiny_rel
             stored = conn.execute(f"SELECT * FROM {family}_features ORDER BY client_id").pl()
             assert stored.columns == wanted.columns, family
             assert stored.equals(wanted), family
+        stored_matrix = conn.execute("SELECT * FROM feature_matrix ORDER BY client_id").pl()
+    # The matrix in four shards, its scaler fitted 100 columns at a time: the unsharded one.
+    span = (dt.date.fromisoformat(CUTOFF) - dt.date.fromisoformat(FIRST)).days
+    whole = build_feature_matrix(relevant.to_numpy(), list(tables.values()), FEATURES, span)
+    assert stored_matrix.equals(whole.matrix.sort("client_id"))
+    scaler = pl.read_parquet(data / "warehouse" / "feature_matrix" / "scaler.parquet")
+    assert scaler.equals(whole.scaler)
 
 
 def test_folds_give_identical_tables_whatever_the_row_order(built):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
 from ubp_assets.warehouse import WarehouseFile, existing_tables, read_table, write_table
 
@@ -17,3 +18,20 @@ def test_a_table_follows_its_latest_columns_and_rows(tmp_path):
         assert stored.columns == columns and stored.height == rows  # replaced, not appended
         assert stored.equals(frame)
     assert existing_tables(warehouse, ["item_table", "absent"]) == {"item_table"}
+
+
+def test_a_table_written_in_parts_is_their_concatenation_or_the_old_table(tmp_path):
+    """Parts (one client shard each) make one table in their order; a part that fails to come
+    leaves the table as it was, not half replaced."""
+    warehouse = WarehouseFile(tmp_path / "warehouse.duckdb")
+    parts = [pl.DataFrame({"client_id": [3 * i, 3 * i + 1], "x": [0.5 * i, 1.0]}) for i in range(3)]
+    assert write_table(warehouse, "sharded", iter(parts)) == 6
+    assert read_table(warehouse, "sharded").equals(pl.concat(parts))
+
+    def failing():
+        yield parts[0].with_columns(pl.col("x") + 9)
+        raise MemoryError("the second shard did not fit")
+
+    with pytest.raises(MemoryError):
+        write_table(warehouse, "sharded", failing())
+    assert read_table(warehouse, "sharded").equals(pl.concat(parts))

@@ -9,7 +9,7 @@ The fitted parameters are kept so that new clients can be encoded the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -17,6 +17,8 @@ import numpy as np
 import polars as pl
 
 from ubp_assets.features.common import Feature
+from ubp_assets.markdown import markdown_table
+from ubp_assets.shards import Shard
 
 CLIP = 5.0
 
@@ -99,6 +101,57 @@ def build_feature_matrix(
     return FeatureMatrix(matrix=apply_scaler(joined, scaler), scaler=scaler)
 
 
+def fit_scaler_by_columns(
+    relevant: np.ndarray,
+    columns_by_table: dict[str, list[str]],
+    read_columns: Callable[[str, list[str]], pl.DataFrame],
+    features: dict[str, Feature],
+    span_days: float,
+    *,
+    batch: int = 100,
+) -> pl.DataFrame:
+    """`build_feature_matrix`'s scaler, fitted `batch` columns at a time from the stored family
+    tables: a column's fill, centre, scale and filled share depend on that column alone (over
+    every relevant client), so the batches' scalers are the whole one's, and memory is set by
+    the batch, not by the width times the client count."""
+    parts = []
+    for table, names in columns_by_table.items():
+        unknown = [c for c in names if c not in features]
+        if unknown:
+            raise ValueError(f"columns without a registered feature: {unknown[:5]}")
+        for start in range(0, len(names), batch):
+            chosen = names[start : start + batch]
+            joined = join_families(relevant, [read_columns(table, ["client_id", *chosen])])
+            missing = joined.select(
+                pl.exclude("client_id").cast(pl.Float64).fill_nan(None).null_count() / joined.height
+            ).row(0)
+            parts.append(
+                fit_scaler(joined, features, span_days).with_columns(
+                    pl.Series("filled_share", missing, dtype=pl.Float64)
+                )
+            )
+    return pl.concat(parts)
+
+
+def matrix_in_shards(
+    relevant: np.ndarray,
+    shards: Sequence[Shard],
+    read_shard: Callable[[Shard], list[pl.DataFrame]],
+    scaler: pl.DataFrame,
+    progress: Callable[[int, str], None],
+) -> Iterator[pl.DataFrame]:
+    """The matrix's rows a shard at a time: the shard's relevant clients (in the order of the
+    relevant list) joined with their rows of every family table, then filled and scaled with the
+    whole matrix's scaler, so that each row equals the unsharded matrix's row for that client.
+    With one shard the order is the relevant list's, as `build_feature_matrix` gives it."""
+    ids = np.asarray(relevant, dtype=np.int64)
+    for shard in shards:
+        mine = ids[(ids >= shard.first) & (ids <= shard.last)]
+        part = apply_scaler(join_families(mine, read_shard(shard)), scaler)
+        progress(part.height, shard.label)
+        yield part
+
+
 @dataclass(frozen=True)
 class StoredMatrixChecks:
     rows: int
@@ -140,3 +193,23 @@ def _fill(frame: pl.DataFrame, values: dict[str, float]) -> pl.DataFrame:
 
 def _signed_log(expr: pl.Expr) -> pl.Expr:
     return expr.sign() * expr.abs().log1p()
+
+
+def matrix_summary(matrix: pl.DataFrame, scaler: pl.DataFrame) -> str:
+    quantiles = matrix.select(
+        pl.exclude("client_id").quantile(q).name.suffix(f"|{name}")
+        for name, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95))
+    ).row(0, named=True)
+    summary = scaler.select(
+        "feature",
+        "family",
+        pl.col("filled_share").round(3),
+        *[
+            pl.Series(q, [round(quantiles[f"{n}|{q}"], 2) for n in scaler["feature"]])
+            for q in ("p05", "p50", "p95")
+        ],
+    )
+    return (
+        "Scaled values (5th, 50th, 95th percentiles) and the share of clients whose value was "
+        "filled, for the first 80 features:\n\n" + markdown_table(summary, max_rows=80)
+    )

@@ -7,12 +7,13 @@ benchmarks), the plainest statement of what the features are.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import polars as pl
 
 from ubp_assets.features import advanced, behavioral, conversion, identity, session, temporal
+from ubp_assets.shards import Shard
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,37 @@ FOLDS: dict[str, Fold] = {
         "on the 100 most popular categories and SKUs (with a 7-day half-life recency).",
     ),
 }
+
+
+def fold_in_shards(
+    spec: Fold,
+    partials: dict[str, pl.LazyFrame],
+    *,
+    cutoff: dt.date,
+    shards: list[Shard],
+    relevant: pl.Series,
+    progress: Callable[[int, str], None],
+    ranked: dict,
+) -> Iterator[pl.DataFrame]:
+    """Each shard's table, folded from the shard's rows of the per-client partials and the whole
+    of the others (the item popularity every client is compared with): a client's features
+    depend only on its own rows and that population, so the shards' tables are the table's."""
+    for shard in shards:
+        inputs = {
+            name: frame.filter(shard.rows()) if "client_id" in frame.collect_schema() else frame
+            for name, frame in partials.items()
+        }
+        table, ranks = spec.compute(inputs, cutoff)
+        ranked.update(ranks or {})
+        part = table.filter(pl.col("client_id").is_in(relevant)).sort("client_id").collect()
+        progress(part.height, shard.label)
+        yield part
+
+
+def fold_name(family: str) -> str:
+    """The name of a family's fold asset (its user-level table in the warehouse)."""
+    return f"{family}_features"
+
 
 FEATURES = {
     **temporal.FEATURES,

@@ -94,14 +94,14 @@ def code_digest(function: types.FunctionType) -> str:
 
 def current() -> dict[str, dict[str, str]]:
     """Every partial's and fold's version and digest, by asset name."""
-    from ubp_assets.features.pipeline import FOLDS, PARTIALS
+    from ubp_assets.features.pipeline import FOLDS, PARTIALS, fold_name
 
     found = {
         name: {"version": spec.code_version, "digest": code_digest(spec.compute)}
         for name, spec in PARTIALS.items()
     }
     for family, spec in FOLDS.items():
-        found[f"{family}_features"] = {
+        found[fold_name(family)] = {
             "version": spec.code_version,
             "digest": code_digest(spec.compute),
         }

@@ -5,15 +5,13 @@ Assets are selected by key: this module imports no asset module.
 
 import dagster as dg
 
-from ubp_assets.features.pipeline import FOLDS, PARTIALS
-from ubp_assets.keys import RAW_KEYS
+from ubp_assets.features.pipeline import PARTIALS
+from ubp_assets.keys import FOLD_KEYS, RAW_KEYS
 from ubp_assets.methods import method_assets
 from ubp_assets.partitions import event_days
 
 DAILY = dg.AssetSelection.assets("events", *PARTIALS)
-FEATURES = dg.AssetSelection.assets(
-    "challenge_split", *(f"{family}_features" for family in FOLDS), "feature_matrix"
-)
+FEATURES = dg.AssetSelection.assets("challenge_split", *FOLD_KEYS.values(), "feature_matrix")
 EMBEDDINGS = dg.AssetSelection.assets(
     "targets",
     *method_assets(),

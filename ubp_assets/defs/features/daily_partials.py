@@ -59,6 +59,12 @@ def daily_partials(
         relevant = pl.Series(load_relevant_clients(storage)).implode()
     step = scale_settings.chunk_days
     chunks = [days[i : i + step] for i in range(0, len(days), step)]
+    names = pl.LazyFrame()
+    if any(s.needs_names for s in selected.values()):
+        # The names of the run's products, parsed once: a new day needs a few thousand of them.
+        skus = scan_events(storage.events_dir, days).select(pl.col("sku").drop_nulls().unique())
+        skus = skus.collect(engine="streaming").to_series()
+        names = read_products(storage.raw_path, skus).rows.select("sku", "name").lazy()
     progress = Progress("chunk", len(chunks), context.log.info)
     rows = dict.fromkeys(selected, 0)
     previews: dict[str, pl.DataFrame] = {}
@@ -68,10 +74,6 @@ def daily_partials(
         relevant_events = day_events
         if relevant is not None:
             relevant_events = day_events.filter(pl.col("client_id").is_in(relevant))
-        names = pl.LazyFrame()
-        if any(s.needs_names for s in selected.values()):
-            skus = day_events.select(pl.col("sku").drop_nulls().unique()).collect().to_series()
-            names = read_products(storage.raw_path, skus).rows.select("sku", "name").lazy()
         for name, spec in selected.items():
             frame = spec.compute(relevant_events if spec.relevant_only else day_events, names)
             frame = frame.collect()

@@ -13,7 +13,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubp_assets.automation import FOLLOWS_INPUTS
-from ubp_assets.features.pipeline import FEATURES, FOLDS, Fold
+from ubp_assets.features.pipeline import FEATURES, FOLDS, Fold, fold_in_shards
 from ubp_assets.inputs import (
     digest,
     feature_cutoff,
@@ -21,16 +21,18 @@ from ubp_assets.inputs import (
     load_relevant_clients,
     read_split,
 )
-from ubp_assets.keys import RAW_KEYS
+from ubp_assets.keys import FOLD_KEYS, RAW_KEYS
 from ubp_assets.markdown import markdown_table
 from ubp_assets.metadata import column_schema
 from ubp_assets.partitions import FIRST_DAY, LAST_DAY
+from ubp_assets.progress import Progress
 from ubp_assets.raw.files import file_state
-from ubp_assets.resources import WAREHOUSE_POOL, FeatureSettings, UbpStorage
+from ubp_assets.resources import WAREHOUSE_POOL, FeatureSettings, ScaleSettings, UbpStorage
+from ubp_assets.shards import client_shards
 from ubp_assets.storage import DATA_FILE, day_range, missing_days, partition_dir, scan_days
-from ubp_assets.warehouse import existing_tables, write_table
+from ubp_assets.warehouse import existing_tables, read_table, write_table
 
-FOLD_KEYS = {family: dg.AssetKey(f"{family}_features") for family in FOLDS}
+SUMMARY_COLUMNS = 61  # client_id and the first 60 features: what a metadata table can show
 
 
 def history_days(cutoff: dt.date) -> list[dt.date]:
@@ -88,9 +90,10 @@ def _fold_spec(family: str, spec: Fold) -> dg.AssetSpec:
         kinds={"polars", "duckdb"},
         code_version=spec.code_version,
         automation_condition=FOLLOWS_INPUTS,
-        description=f"{spec.description} A table in the DuckDB warehouse. When none of the "
-        "partial days it reads has changed since it was built, the stored table stands and the "
-        "fold costs only a look at the files.",
+        description=f"{spec.description} A table in the DuckDB warehouse, folded a client "
+        "shard at a time (UBP_CLIENTS_PER_SHARD). When none of the partial days it reads has "
+        "changed since it was built, the stored table stands and the fold costs only a look at "
+        "the files.",
     )
 
 
@@ -107,6 +110,7 @@ def family_features(
     storage: UbpStorage,
     warehouse: DuckDBResource,
     feature_settings: FeatureSettings,
+    scale_settings: ScaleSettings,
 ):
     cutoff = feature_cutoff(feature_settings, read_split(warehouse))
     days = history_days(cutoff)
@@ -119,7 +123,7 @@ def family_features(
     recorded = latest_recorded(context.instance, [FOLD_KEYS[f] for f in selected])
     stored = existing_tables(warehouse, [FOLD_KEYS[f].to_user_string() for f in selected])
     code_versions = context.assets_def.code_versions_by_key
-    relevant = None
+    shards = None
     standing = []
     for family, spec in selected.items():
         key = FOLD_KEYS[family]
@@ -135,28 +139,41 @@ def family_features(
                 metadata={"cutoff": str(cutoff), "recomputed": False},
             )
             continue
-        if relevant is None:
-            relevant = pl.Series(load_relevant_clients(storage)).implode()
+        if shards is None:
+            relevant = load_relevant_clients(storage)
+            shards = client_shards(relevant, scale_settings.clients_per_shard)
+            relevant = pl.Series(relevant).implode()
         partials = {n: scan_days(storage.partials_dir / n, days) for n in spec.partials}
-        table, ranked = spec.compute(partials, cutoff)
-        frame = table.filter(pl.col("client_id").is_in(relevant)).sort("client_id").collect()
-        write_table(warehouse, table_name, frame)
+        progress = Progress(f"{family} shard", len(shards), context.log.info)
+        ranked: dict = {}
+        parts = fold_in_shards(
+            spec,
+            partials,
+            cutoff=cutoff,
+            shards=shards,
+            relevant=relevant,
+            progress=progress.advance,
+            ranked=ranked,
+        )
+        rows = write_table(warehouse, table_name, parts)
+        schema = read_table(warehouse, table_name, limit=0).schema
+        summarised = read_table(warehouse, table_name, columns=schema.names()[:SUMMARY_COLUMNS])
         extra = {
-            f"ranked_{k}_ids": dg.MetadataValue.json({"ids_by_rank": v})
-            for k, v in (ranked or {}).items()
+            f"ranked_{k}_ids": dg.MetadataValue.json({"ids_by_rank": v}) for k, v in ranked.items()
         }
         yield dg.MaterializeResult(
             asset_key=key,
             data_version=dg.DataVersion(version),
             metadata={
                 "recomputed": True,
-                "dagster/row_count": frame.height,
+                "dagster/row_count": rows,
                 "dagster/column_schema": column_schema(
-                    frame.schema, {n: f.description for n, f in FEATURES.items()}
+                    schema, {n: f.description for n, f in FEATURES.items()}
                 ),
                 "cutoff": str(cutoff),
-                "features": frame.width - 1,
-                "summary": dg.MetadataValue.md(_summary(frame.select(frame.columns[:61]))),
+                "features": len(schema) - 1,
+                "client_shards": len(shards),
+                "summary": dg.MetadataValue.md(_summary(summarised)),
                 **extra,
             },
         )

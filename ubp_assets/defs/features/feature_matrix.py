@@ -7,8 +7,14 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubp_assets.automation import FOLLOWS_INPUTS
-from ubp_assets.features.matrix import StoredMatrixChecks, build_feature_matrix, check_stored_matrix
-from ubp_assets.features.pipeline import FEATURES, FOLDS
+from ubp_assets.features.matrix import (
+    StoredMatrixChecks,
+    check_stored_matrix,
+    fit_scaler_by_columns,
+    matrix_in_shards,
+    matrix_summary,
+)
+from ubp_assets.features.pipeline import FEATURES
 from ubp_assets.inputs import (
     MATRIX_TABLE,
     digest,
@@ -17,15 +23,16 @@ from ubp_assets.inputs import (
     load_relevant_clients,
     read_split,
 )
-from ubp_assets.keys import RAW_KEYS
+from ubp_assets.keys import FOLD_KEYS, RAW_KEYS
 from ubp_assets.markdown import markdown_table, png_markdown
 from ubp_assets.metadata import column_schema
 from ubp_assets.partitions import FIRST_DAY
+from ubp_assets.progress import Progress
 from ubp_assets.raw.files import file_state
-from ubp_assets.resources import WAREHOUSE_POOL, FeatureSettings, UbpStorage
+from ubp_assets.resources import WAREHOUSE_POOL, FeatureSettings, ScaleSettings, UbpStorage
+from ubp_assets.shards import client_shards
 from ubp_assets.warehouse import existing_tables, read_table, write_table
 
-FOLD_KEYS = [dg.AssetKey(f"{family}_features") for family in FOLDS]
 MATRIX_CHECKS = {
     "no_nan_or_infinity": "Every value is finite.",
     "exact_client_set": "One row per relevant client, each exactly once.",
@@ -35,7 +42,7 @@ STORED_CHECKS = "stored_checks"
 
 
 @dg.asset(
-    deps=["challenge_split", *FOLD_KEYS, RAW_KEYS["relevant_clients"]],
+    deps=["challenge_split", *FOLD_KEYS.values(), RAW_KEYS["relevant_clients"]],
     group_name="features",
     kinds={"polars", "duckdb"},
     code_version="1",
@@ -49,19 +56,22 @@ STORED_CHECKS = "stored_checks"
     "events get a defined row), missing values filled by each feature's rule (0 for counts, the "
     "median for rates, the history's length for day-distances), signed-log and robust scaled, "
     "clipped to ±5, float32. A table in the DuckDB warehouse; the scaler is saved beside it to "
-    "encode new clients. Rebuilt only when a family table's data version changed.",
+    "encode new clients. The scaler is fitted over every client a batch of columns at a time, "
+    "then the rows are built a client shard at a time (UBP_CLIENTS_PER_SHARD). Rebuilt only "
+    "when a family table's data version changed.",
 )
 def feature_matrix(
     context: dg.AssetExecutionContext,
     storage: UbpStorage,
     warehouse: DuckDBResource,
     feature_settings: FeatureSettings,
+    scale_settings: ScaleSettings,
 ):
     cutoff = feature_cutoff(feature_settings, read_split(warehouse))
-    recorded = latest_recorded(context.instance, [*FOLD_KEYS, context.asset_key])
+    recorded = latest_recorded(context.instance, [*FOLD_KEYS.values(), context.asset_key])
     version = dg.DataVersion(
         digest(
-            *[recorded[key].data_version for key in FOLD_KEYS],
+            *[recorded[key].data_version for key in FOLD_KEYS.values()],
             file_state(storage.relevant_clients_path).fingerprint,
             cutoff,
             context.assets_def.code_versions_by_key[context.asset_key],
@@ -90,15 +100,27 @@ def feature_matrix(
 
     relevant = load_relevant_clients(storage)
     span = (cutoff - FIRST_DAY).days
-    tables = [read_table(warehouse, key.to_user_string()) for key in FOLD_KEYS]
-    built = build_feature_matrix(relevant, tables, FEATURES, span)
-    matrix = built.matrix
-    write_table(warehouse, MATRIX_TABLE, matrix)
+    tables = [key.to_user_string() for key in FOLD_KEYS.values()]
+    columns = {t: read_table(warehouse, t, limit=0).columns[1:] for t in tables}
+    scaler = fit_scaler_by_columns(
+        relevant, columns, lambda t, c: read_table(warehouse, t, c), FEATURES, span
+    )
+    shards = client_shards(relevant, scale_settings.clients_per_shard)
+    progress = Progress("shard", len(shards), context.log.info)
+    parts = matrix_in_shards(
+        relevant,
+        shards,
+        lambda shard: [read_table(warehouse, t, clients=(shard.first, shard.last)) for t in tables],
+        scaler,
+        progress.advance,
+    )
+    write_table(warehouse, MATRIX_TABLE, parts)
     storage.scaler_path.parent.mkdir(parents=True, exist_ok=True)
-    built.scaler.write_parquet(storage.scaler_path)
+    scaler.write_parquet(storage.scaler_path)
+    matrix = read_table(warehouse, MATRIX_TABLE)  # float32: what every reader of it holds
     with warehouse.get_connection() as conn:
         stored = check_stored_matrix(conn, MATRIX_TABLE, relevant)
-    by_family = built.scaler.group_by("family", maintain_order=True).agg(
+    by_family = scaler.group_by("family", maintain_order=True).agg(
         pl.len().alias("features"),
         pl.col("filled_share").mean().round(3).alias("mean_share_filled"),
         pl.col("feature").is_in(stored.constant).sum().alias("constant"),
@@ -106,7 +128,7 @@ def feature_matrix(
     from ubp_assets.plots import feature_distributions
 
     plot = png_markdown(
-        feature_distributions(matrix, built.scaler), storage.reports_dir / "feature_matrix.png"
+        feature_distributions(matrix, scaler), storage.reports_dir / "feature_matrix.png"
     )
     yield dg.MaterializeResult(
         data_version=version,
@@ -119,8 +141,9 @@ def feature_matrix(
             ),
             "cutoff": str(cutoff),
             "features": matrix.width - 1,
+            "client_shards": len(shards),
             "features_by_family": dg.MetadataValue.md(markdown_table(by_family)),
-            "summary": dg.MetadataValue.md(_matrix_summary(matrix, built.scaler)),
+            "summary": dg.MetadataValue.md(matrix_summary(matrix, scaler)),
             "scaler_path": dg.MetadataValue.path(str(storage.scaler_path)),
             "distributions": dg.MetadataValue.md(plot),
             "constant_columns": len(stored.constant),
@@ -163,23 +186,3 @@ def _check_results(stored: StoredMatrixChecks, scanned_now: bool) -> list[dg.Ass
             },
         ),
     ]
-
-
-def _matrix_summary(matrix: pl.DataFrame, scaler: pl.DataFrame) -> str:
-    quantiles = matrix.select(
-        pl.exclude("client_id").quantile(q).name.suffix(f"|{name}")
-        for name, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95))
-    ).row(0, named=True)
-    summary = scaler.select(
-        "feature",
-        "family",
-        pl.col("filled_share").round(3),
-        *[
-            pl.Series(q, [round(quantiles[f"{n}|{q}"], 2) for n in scaler["feature"]])
-            for q in ("p05", "p50", "p95")
-        ],
-    )
-    return (
-        "Scaled values (5th, 50th, 95th percentiles) and the share of clients whose value was "
-        "filled, for the first 80 features:\n\n" + markdown_table(summary, max_rows=80)
-    )

@@ -1,0 +1,46 @@
+"""Client shards: the relevant clients cut into ranges of client_id, so that a per-client stage
+holds one shard at a time and its memory is set by the shard's size, not by the client count.
+
+Ranges rather than hashes: the day files of the partials are sorted by client_id and written in
+small row groups, so a reader of one range skips the other ranges' row groups by their parquet
+statistics, and a fold over 8 shards reads each file about once, not 8 times. The ranges are a
+stable function of the relevant clients and the shard size: the same release gives the same
+shards on every machine, and a shard's clients are the same whatever engine runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+    first: int  # the shard's lowest and highest client_id, inclusive
+    last: int
+    clients: int
+
+    def rows(self, column: str = "client_id") -> pl.Expr:
+        return pl.col(column).is_between(self.first, self.last)
+
+    @property
+    def label(self) -> str:
+        return f"clients {self.first}..{self.last}"
+
+
+def client_shards(relevant: np.ndarray, clients_per_shard: int) -> list[Shard]:
+    """Equal shares of the sorted relevant clients, at most `clients_per_shard` each (no clients:
+    one empty shard, so that a stage still writes its empty table)."""
+    ids = np.unique(relevant)
+    if not len(ids):
+        return [Shard(index=0, count=1, first=0, last=-1, clients=0)]
+    count = -(-len(ids) // clients_per_shard)
+    parts = np.array_split(ids, count)
+    return [
+        Shard(index=i, count=count, first=int(p[0]), last=int(p[-1]), clients=len(p))
+        for i, p in enumerate(parts)
+    ]
