@@ -29,13 +29,14 @@ class Progress:
         where = f" {label}" if label else ""
         self.log(
             f"[{self.done}/{self.parts}] {self.part}{where}: {rows:,} rows; "
-            f"{self.rows / max(elapsed, 1e-9):,.0f} rows/s, {_duration(left)} left"
+            f"{self.rows / max(elapsed, 1e-9):,.0f} rows/s, {duration(left)} left"
         )
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: 42.1s, 3.5 min, 1.6 h."""
+    if seconds < 120:
+        return f"{seconds:.1f}s"
     if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
+        return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"

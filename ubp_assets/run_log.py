@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from ubp_assets.progress import duration
+
 # Progress lines (`ubp_assets.progress`) start "[n/N] "; the terminal gets one every so often.
 PROGRESS = re.compile(r"^\[\d+/\d+\] ")
 PROGRESS_EVERY_S = 15.0
@@ -52,7 +54,7 @@ class RunLog:
         event = entry.dagster_event
         if event is not None and event.event_type == dg.DagsterEventType.STEP_SUCCESS:
             seconds = event.event_specific_data.duration_ms / 1000
-            self.say(f"  {step}: {_duration(seconds)}")
+            self.say(f"  {step}: {duration(seconds)}")
         elif event is not None and event.event_type == dg.DagsterEventType.STEP_FAILURE:
             self.say(f"  {step}: failed ({event.step_failure_data.error.message.strip()})")
         elif entry.level >= logging.WARNING and event is None:
@@ -65,7 +67,3 @@ class RunLog:
 
     def close(self) -> None:
         self._file.close()
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -25,6 +25,11 @@ def day_range(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def day_chunks(days: list[dt.date], size: int) -> list[list[dt.date]]:
+    """The days in runs of `size` (the last one shorter): what a backfill builds at a time."""
+    return [days[start : start + size] for start in range(0, len(days), size)]
+
+
 def partition_dir(root: str | Path, day: dt.date) -> Path:
     return Path(root) / f"date={day.isoformat()}"
 

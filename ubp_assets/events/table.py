@@ -26,7 +26,7 @@ from ubp_assets.events.schema import (
     EventType,
 )
 from ubp_assets.raw.files import timestamp_span
-from ubp_assets.storage import atomic_write, day_range, scan_days
+from ubp_assets.storage import atomic_write, day_chunks, day_range, scan_days
 
 REJECTED_FILE = "rejected.parquet"
 UNDATED = "undated"
@@ -88,12 +88,10 @@ def events_in_chunks(
     the first chunk only. Each chunk is checked against the files' versions at the start before
     it is handed on: a file replaced between two chunks raises `RawDataError` naming it.
     """
-    days = day_range(first, last)
     with one_version(raw_dir, RAW_FILES.values()) as verify:
         products = read_products(raw_dir)
-        for start in range(0, len(days), chunk_days):
-            chunk = days[start : start + chunk_days]
-            build = _build(raw_dir, chunk[0], chunk[-1], partitions, products, undated=start == 0)
+        for i, chunk in enumerate(day_chunks(day_range(first, last), chunk_days)):
+            build = _build(raw_dir, chunk[0], chunk[-1], partitions, products, undated=i == 0)
             verify()
             yield chunk, build
 

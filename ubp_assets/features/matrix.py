@@ -89,16 +89,27 @@ def build_feature_matrix(
     span_days: float,
 ) -> FeatureMatrix:
     joined = join_families(relevant, tables)
-    unknown = [c for c in joined.columns if c != "client_id" and c not in features]
+    _require_registered(joined.columns[1:], features)
+    scaler = _fit_with_filled_share(joined, features, span_days)
+    return FeatureMatrix(matrix=apply_scaler(joined, scaler), scaler=scaler)
+
+
+def _require_registered(names: Sequence[str], features: dict[str, Feature]) -> None:
+    unknown = [c for c in names if c not in features]
     if unknown:
         raise ValueError(f"columns without a registered feature: {unknown[:5]}")
+
+
+def _fit_with_filled_share(
+    joined: pl.DataFrame, features: dict[str, Feature], span_days: float
+) -> pl.DataFrame:
+    """The scaler of the joined columns, with the share of clients whose value each filled."""
     missing = joined.select(
         pl.exclude("client_id").cast(pl.Float64).fill_nan(None).null_count() / joined.height
     ).row(0)
-    scaler = fit_scaler(joined, features, span_days).with_columns(
+    return fit_scaler(joined, features, span_days).with_columns(
         pl.Series("filled_share", missing, dtype=pl.Float64)
     )
-    return FeatureMatrix(matrix=apply_scaler(joined, scaler), scaler=scaler)
 
 
 def fit_scaler_by_columns(
@@ -116,20 +127,11 @@ def fit_scaler_by_columns(
     the batch, not by the width times the client count."""
     parts = []
     for table, names in columns_by_table.items():
-        unknown = [c for c in names if c not in features]
-        if unknown:
-            raise ValueError(f"columns without a registered feature: {unknown[:5]}")
+        _require_registered(names, features)
         for start in range(0, len(names), batch):
             chosen = names[start : start + batch]
             joined = join_families(relevant, [read_columns(table, ["client_id", *chosen])])
-            missing = joined.select(
-                pl.exclude("client_id").cast(pl.Float64).fill_nan(None).null_count() / joined.height
-            ).row(0)
-            parts.append(
-                fit_scaler(joined, features, span_days).with_columns(
-                    pl.Series("filled_share", missing, dtype=pl.Float64)
-                )
-            )
+            parts.append(_fit_with_filled_share(joined, features, span_days))
     return pl.concat(parts)
 
 

@@ -146,9 +146,10 @@ def fold_in_shards(
     """Each shard's table, folded from the shard's rows of the per-client partials and the whole
     of the others (the item popularity every client is compared with): a client's features
     depend only on its own rows and that population, so the shards' tables are the table's."""
+    per_client = {name for name, frame in partials.items() if "client_id" in frame.collect_schema()}
     for shard in shards:
         inputs = {
-            name: frame.filter(shard.rows()) if "client_id" in frame.collect_schema() else frame
+            name: frame.filter(shard.rows()) if name in per_client else frame
             for name, frame in partials.items()
         }
         table, ranks = spec.compute(inputs, cutoff)

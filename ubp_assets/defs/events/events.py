@@ -24,7 +24,7 @@ from ubp_assets.metadata import column_schema
 from ubp_assets.partitions import FIRST_DAY, LAST_DAY, event_days, window_days
 from ubp_assets.progress import Progress
 from ubp_assets.resources import WAREHOUSE_POOL, ScaleSettings, UbpStorage
-from ubp_assets.storage import DATA_FILE, day_range, write_day_partitions
+from ubp_assets.storage import DATA_FILE, day_chunks, day_range, write_day_partitions
 
 CHECKS = {
     "keys_not_null": "client_id, timestamp and event_type are never null.",
@@ -64,7 +64,7 @@ def events(
     first, last = window_days(context)
     days = day_range(first, last)
     chunk_days = scale_settings.chunk_days
-    progress = Progress("chunk", -(-len(days) // chunk_days), context.log.info)
+    progress = Progress("chunk", len(day_chunks(days, chunk_days)), context.log.info)
     context.log.info(
         f"building events for {first}..{last} ({len(days)} days, {chunk_days} at a time) "
         f"from {storage.raw_path}"

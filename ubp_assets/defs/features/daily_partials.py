@@ -13,7 +13,7 @@ from ubp_assets.metadata import column_schema
 from ubp_assets.partitions import event_days, window_days
 from ubp_assets.progress import Progress
 from ubp_assets.resources import ScaleSettings, UbpStorage
-from ubp_assets.storage import day_range, missing_days, write_day_partitions
+from ubp_assets.storage import day_chunks, day_range, missing_days, write_day_partitions
 
 
 def _partial_spec(name: str, spec: Partial) -> dg.AssetSpec:
@@ -57,8 +57,7 @@ def daily_partials(
     relevant = None
     if any(s.relevant_only for s in selected.values()):
         relevant = pl.Series(load_relevant_clients(storage)).implode()
-    step = scale_settings.chunk_days
-    chunks = [days[i : i + step] for i in range(0, len(days), step)]
+    chunks = day_chunks(days, scale_settings.chunk_days)
     names = pl.LazyFrame()
     if any(s.needs_names for s in selected.values()):
         # The names of the run's products, parsed once: a new day needs a few thousand of them.
@@ -70,6 +69,7 @@ def daily_partials(
     previews: dict[str, pl.DataFrame] = {}
     for chunk in chunks:
         # A partial is a day's aggregate, so a chunk of days computes exactly its days' rows.
+        chunk_rows = 0
         day_events = scan_events(storage.events_dir, chunk)
         relevant_events = day_events
         if relevant is not None:
@@ -79,8 +79,9 @@ def daily_partials(
             frame = frame.collect()
             write_day_partitions(frame, storage.partials_dir / name, chunk)
             rows[name] += frame.height
+            chunk_rows += frame.height
             previews.setdefault(name, frame.head(10))
-        progress.advance(sum(rows.values()) - progress.rows, f"{chunk[0]}..{chunk[-1]}")
+        progress.advance(chunk_rows, f"{chunk[0]}..{chunk[-1]}")
     for name in selected:
         yield dg.MaterializeResult(
             asset_key=name,
@@ -88,7 +89,7 @@ def daily_partials(
                 "dagster/row_count": rows[name],
                 "dagster/column_schema": column_schema(previews[name].schema),
                 "days": f"{first}..{last}",
-                "chunk_days": step,
+                "chunk_days": scale_settings.chunk_days,
                 "preview": dg.MetadataValue.md(markdown_table(previews[name])),
             },
         )
