@@ -184,6 +184,7 @@ def run_main_job(
             scale=scale,
             seed=seed,
             keys=event_days.get_partition_keys(),
+            methods=probe.methods,
         )
     except RunInterrupted:
         # The run is canceled and recorded; a native thread pool (DuckDB's, polars') the interrupt
@@ -209,7 +210,34 @@ def run_main_job(
     return 0
 
 
-def _run_jobs(instance, defs, log, *, raw: Path, scale: str, seed: int, keys: list[str]) -> None:
+def embedding_assets(defs, methods: list[str]):
+    """The embeddings job's assets that the probe's methods need (every one when `methods` is
+    empty): at the full release's size the methods not scored are not built either."""
+    import dagster as dg
+
+    from ubp_assets.defs.automation.jobs import EMBEDDINGS
+    from ubp_assets.methods import METHODS
+
+    if not methods:
+        return None
+    built = [m.asset for m in METHODS if m.name in methods]
+    needed = (dg.AssetSelection.assets(*built).upstream() & EMBEDDINGS) | dg.AssetSelection.assets(
+        "targets", "probe_scores", "history_bound_scores"
+    )
+    return sorted(needed.resolve(defs.resolve_asset_graph()))
+
+
+def _run_jobs(
+    instance,
+    defs,
+    log,
+    *,
+    raw: Path,
+    scale: str,
+    seed: int,
+    keys: list[str],
+    methods: list[str],
+) -> None:
     from ubp_assets.runs import execute_job
 
     def run(job: str, **kwargs) -> None:
@@ -243,7 +271,11 @@ def _run_jobs(instance, defs, log, *, raw: Path, scale: str, seed: int, keys: li
         "targets, the baselines, the Optuna study, the autoencoder, embeddings, probe scores, "
         "the history bound"
     )
-    run("embeddings_job")
+    selection = embedding_assets(defs, methods)
+    if selection is not None:
+        names = ", ".join(k.to_user_string() for k in selection)
+        _say(f"built for the probe's methods only: {names}")
+    run("embeddings_job", asset_selection=selection)
 
 
 def raw_plan(raw: Path, scale: str, seed: int) -> str:

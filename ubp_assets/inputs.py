@@ -52,6 +52,41 @@ def read_features(warehouse: DuckDBResource) -> tuple[np.ndarray, np.ndarray, li
     return matrix["client_id"].to_numpy(), matrix.drop("client_id").to_numpy(), matrix.columns[1:]
 
 
+@dataclass(frozen=True)
+class TrainingRows:
+    """The feature matrix's rows a model trains on: every client, or a seeded sample of them."""
+
+    client_ids: np.ndarray
+    features: np.ndarray
+    names: list[str]
+    of_clients: int  # the matrix's clients, sampled or not
+
+    @property
+    def described(self) -> str:
+        n = len(self.client_ids)
+        if n == self.of_clients:
+            return f"every client ({n:,})"
+        return f"a seeded sample of {n:,} of {self.of_clients:,} clients (UBP_TRAINING_CLIENTS)"
+
+
+def read_training_rows(warehouse: DuckDBResource, size: int, seed: int) -> TrainingRows:
+    """The whole feature matrix when it has at most `size` clients (the demo scale), else the
+    rows of `size` clients drawn with `seed`: training memory and time are set by `size`, not by
+    the release, and the same matrix gives the same sample."""
+    ids = read_table(warehouse, MATRIX_TABLE, ["client_id"])["client_id"].to_numpy()
+    if size >= len(ids):
+        client_ids, features, names = read_features(warehouse)
+        return TrainingRows(client_ids, features, names, len(ids))
+    chosen = ids[np.random.default_rng(seed).choice(len(ids), size, replace=False)]
+    matrix = read_table(warehouse, MATRIX_TABLE, client_ids=chosen)
+    return TrainingRows(
+        matrix["client_id"].to_numpy(),
+        matrix.drop("client_id").to_numpy(),
+        matrix.columns[1:],
+        len(ids),
+    )
+
+
 def split_frame(split: ChallengeSplit) -> pl.DataFrame:
     return pl.DataFrame(
         {

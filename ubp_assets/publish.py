@@ -32,19 +32,25 @@ def publish_embeddings(
     *,
     metadata: dict | None = None,
 ):
-    """Write each method's submission files, then check the files as written (one check result
-    for them all); the materialization describes the first. `metadata` adds to what every
-    embedding asset reports."""
+    """Write each method's submission files, then check them as written (`published`)."""
+    for method, vectors in vectors_by_method.items():
+        write_submission(storage.embeddings_dir / method, client_ids, vectors)
+    yield from published(storage, list(vectors_by_method), seconds, metadata=metadata)
+
+
+def published(storage: UbpStorage, methods: list[str], seconds: float, *, metadata=None):
+    """Check each method's submission files as written (one check result for them all); the
+    materialization describes the first. `metadata` adds to what every embedding asset reports.
+    """
     relevant = load_relevant_clients(storage)
     problems: list[str] = []
     first = None
-    for method, vectors in vectors_by_method.items():
-        write_submission(storage.embeddings_dir / method, client_ids, vectors)
+    for method in methods:
         stored_ids, stored = read_submission(storage.embeddings_dir / method)
         found = submission_problems(stored_ids, stored, relevant)
-        prefix = f"{method}: " if len(vectors_by_method) > 1 else ""
+        prefix = f"{method}: " if len(methods) > 1 else ""
         problems += [prefix + p for p in found]
-        first = first or (method, stored_ids[:5], stored[:5], stored.shape, stored.nbytes)
+        first = first or (method, stored_ids[:5], stored[:5].copy(), stored.shape, stored.nbytes)
         del stored_ids, stored  # one method's arrays at a time, not all of them
     method, head_ids, head, shape, nbytes = first
     folder = storage.embeddings_dir / method
@@ -61,11 +67,7 @@ def publish_embeddings(
             "build_seconds": round(seconds, 2),
             "size_mib": round(nbytes / 2**20, 2),
             "preview": dg.MetadataValue.md(markdown_table(preview)),
-            **(
-                {"also_published": ", ".join(list(vectors_by_method)[1:])}
-                if len(vectors_by_method) > 1
-                else {}
-            ),
+            **({"also_published": ", ".join(methods[1:])} if len(methods) > 1 else {}),
             **(metadata or {}),
         },
     )

@@ -175,15 +175,22 @@ class ProbeSettings(dg.ConfigurableResource):
 
 
 class TrainingSettings(dg.ConfigurableResource):
-    """Where and how long the autoencoder trains (UBP_DEVICE, UBP_TRIALS, UBP_TRIAL_EPOCHS,
-    UBP_STUDY_TIMEOUT, UBP_EPOCHS, UBP_OPTUNA_STORAGE). A materialization of hparam_study adds
-    `trials` trials to the stored study, within `study_timeout_s`."""
+    """Where, how long and on how many clients the models train (UBP_DEVICE, UBP_TRIALS,
+    UBP_TRIAL_EPOCHS, UBP_STUDY_TIMEOUT, UBP_EPOCHS, UBP_TRAINING_CLIENTS, UBP_OPTUNA_STORAGE).
+    A materialization of hparam_study adds `trials` trials to the stored study, within
+    `study_timeout_s`."""
 
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="torch device")
     trials: int = Field(default=5, description="trials each hparam_study materialization adds")
     trial_epochs: int = Field(default=6, description="autoencoder epochs in a tuning trial")
     study_timeout_s: int = Field(default=1800, description="wall-clock limit of one study run")
     epochs: int = Field(default=25, description="the final autoencoder's epochs (early-stopped)")
+    sample_clients: int = Field(
+        default=100_000,
+        ge=2,
+        description="clients the study, the autoencoder and the activity forecast train on: all "
+        "of them up to this many (the demo scale), else a seeded sample; every client is encoded",
+    )
     study_storage: str = Field(
         default="",
         description="the Optuna study's storage URL (an RDB URL such as postgresql://..., so that "
@@ -202,6 +209,7 @@ class TrainingSettings(dg.ConfigurableResource):
             trial_epochs=int(env.get("UBP_TRIAL_EPOCHS", "6")),
             study_timeout_s=int(env.get("UBP_STUDY_TIMEOUT", "1800")),
             epochs=int(env.get("UBP_EPOCHS", "25")),
+            sample_clients=int(env.get("UBP_TRAINING_CLIENTS", "100000")),
             study_storage=env.get("UBP_OPTUNA_STORAGE", ""),
         )
 

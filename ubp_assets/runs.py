@@ -192,6 +192,7 @@ def execute_job(
     run_config: dict | None = None,
     tags: dict[str, str] | None = None,
     log: RunLog | None = None,
+    asset_selection: list[dg.AssetKey] | None = None,
 ) -> bool:
     """Execute `job` in process, tagged with this process, and report whether it succeeded.
 
@@ -201,6 +202,7 @@ def execute_job(
     Dagster's own signal handling does: the run ends canceled and its slots are freed. A second
     Ctrl-C stops at once. A step that waits on a pool for over a minute gets the holder named.
     With a `log`, Dagster's console shows only warnings and errors; the log has the rest.
+    `asset_selection` runs those of the job's assets only.
     """
     run_id = str(uuid.uuid4())  # the form of Dagster's own run ids
     outcome: dict[str, object] = {}
@@ -213,6 +215,7 @@ def execute_job(
                 tags={**(tags or {}), **process_tags()},
                 run_id=run_id,
                 raise_on_error=False,
+                asset_selection=asset_selection,
             )
         except BaseException as exc:  # an interrupt outside a step: the run still ends below
             outcome["error"] = exc

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 import duckdb
+import numpy as np
 import polars as pl
 
 
@@ -66,13 +67,20 @@ def read_table(
     *,
     limit: int | None = None,
     clients: tuple[int, int] | None = None,
+    client_ids: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """The table, or the given columns, its first `limit` rows (0: its schema alone), or the rows
-    whose client_id lies in `clients` (first, last), in the stored order."""
+    whose client_id lies in `clients` (first, last), in the stored order; or the rows of the
+    given `client_ids` (a sample, say), in client_id order."""
     selected = ", ".join(f'"{c}"' for c in columns) if columns else "*"
     where = f" WHERE client_id BETWEEN {int(clients[0])} AND {int(clients[1])}" if clients else ""
+    if client_ids is not None:
+        where = " WHERE client_id IN (SELECT client_id FROM _wanted) ORDER BY client_id"
     bound = f" LIMIT {int(limit)}" if limit is not None else ""
     with warehouse.get_connection() as conn:
+        if client_ids is not None:
+            wanted = pl.DataFrame({"client_id": np.asarray(client_ids, dtype=np.int64)})
+            conn.register("_wanted", wanted.to_arrow())
         return conn.execute(f'SELECT {selected} FROM "{name}"{where}{bound}').pl()
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from ubp_assets.cli import raw_plan
 from ubp_assets.evaluation.targets import TASKS
-from ubp_assets.methods import METHODS
+from ubp_assets.methods import BASELINE, METHODS
 
 SCORED = [m.name for m in METHODS]
 
@@ -180,3 +180,18 @@ def test_ubp_run_scores_two_methods_at_full_size_unless_asked_otherwise(monkeypa
     assert probe_settings(None, full_size=True).methods == ["feature_matrix"]  # the user's own
     monkeypatch.setenv("UBP_DEVICE", "cuda")
     assert probe_settings(None, full_size=True).profile == "official"  # a GPU runs the real probe
+
+
+def test_ubp_run_builds_only_what_the_probes_methods_need(tmp_path):
+    from ubp_assets.cli import embedding_assets, project_storage
+    from ubp_assets.definitions import make_definitions
+    from ubp_assets.resources import build_resources
+
+    defs = make_definitions(build_resources(project_storage(str(tmp_path), None)))
+    assert embedding_assets(defs, []) is None  # the whole embeddings job
+    built = {k.to_user_string() for k in embedding_assets(defs, ["universal", BASELINE])}
+    assert {"user_embeddings", "autoencoder", "hparam_study", "item_affinity"} <= built
+    assert {"activity_forecast", "aggregated_baseline_embeddings", "probe_scores"} <= built
+    assert not built & {"oracle_embeddings", "random_embeddings", "feature_matrix_embeddings"}
+    just_random = {k.to_user_string() for k in embedding_assets(defs, ["random"])}
+    assert just_random == {"random_embeddings", "targets", "probe_scores", "history_bound_scores"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -11,7 +12,7 @@ import pytest
 from ubp_assets.evaluation.metrics import binary_auroc
 from ubp_assets.events.schema import EVENTS_SCHEMA
 from ubp_assets.features.activity_profile import NEVER, client_profile, next_weeks, profile_of
-from ubp_assets.model.forecast import ForecastConfig, activity_forecast
+from ubp_assets.model.forecast import ForecastConfig, activity_forecast, profile_at_cutoff
 from ubp_assets.synthetic import get_scale
 from ubp_assets.synthetic.generator import build_catalog, epoch_origin, iter_chunks
 
@@ -123,3 +124,26 @@ def test_the_forecast_ranks_who_buys_next_and_never_reads_past_the_cutoff(tiny_e
     before = events.filter(pl.col("timestamp") < cutoff)
     again = activity_forecast(before, clients, cutoff, QUICK)
     np.testing.assert_array_equal(first.logits, again.logits)
+
+
+def test_profiles_at_the_cutoff_in_shards_equal_one_pass(tiny_events):
+    events, clients, cutoff = tiny_events
+    relevant = clients[::3][::-1]  # an order of their own, as a release's list has
+    before = events.filter(pl.col("timestamp") < cutoff)
+    one_pass = profile_of(client_profile(before, cutoff), relevant)
+    sharded = profile_at_cutoff(before, relevant, cutoff, clients_per_shard=70)
+    np.testing.assert_array_equal(sharded, one_pass)
+
+
+def test_the_forecast_learns_from_a_seeded_sample_of_the_size_asked(tiny_events):
+    events, clients, cutoff = tiny_events
+    small = ForecastConfig(training_cuts=2, epochs=1, sample_clients=300, clients_per_shard=400)
+    first = activity_forecast(events, clients, cutoff, small)
+    learners, of_clients = first.training_clients
+    assert learners == 300 and of_clients > 300
+    assert first.training_rows <= 2 * 300  # one row per sampled client with an input per cut
+    again = activity_forecast(events, clients, cutoff, small)
+    np.testing.assert_array_equal(first.logits, again.logits)
+    every = activity_forecast(events, clients, cutoff, replace(small, sample_clients=10**6))
+    assert every.training_clients == (of_clients, of_clients)
+    assert every.training_rows > first.training_rows

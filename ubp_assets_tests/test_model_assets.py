@@ -14,17 +14,20 @@ import pytest
 
 from ubp_assets.defs.evaluation.probe_scores import build_probe_scores
 from ubp_assets.evaluation.submission import read_submission
-from ubp_assets.methods import METHODS, Method
+from ubp_assets.inputs import read_training_rows
+from ubp_assets.methods import COMPOSITIONS, METHODS, Method
 from ubp_assets.model.composition import AFFINITY_BOUND, FORECAST_WEIGHT
 from ubp_assets.model.tuning import STUDY_NAME, halves, open_study
 from ubp_assets.publish import publish_embeddings, submission_check_spec
 from ubp_assets.resources import (
     FeatureSettings,
     ProbeSettings,
+    ScaleSettings,
     TrainingSettings,
     UbpStorage,
     build_resources,
 )
+from ubp_assets.warehouse import WarehouseFile
 from ubp_assets_tests.helpers import RANGE_END, RANGE_START, stage_assets
 
 FIRST, LAST = "2022-04-14", "2022-11-09"
@@ -163,6 +166,83 @@ def test_user_embeddings_in_every_composition_and_the_table(trained):
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
         (rows,) = conn.execute("SELECT count(*) FROM user_embeddings").fetchone()
     assert rows == len(ids) == 1_000
+
+
+def _folders(data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every published folder of user_embeddings and the feature matrix, rows by client_id."""
+    found = {}
+    for name in ("user_embeddings", "feature_matrix", *COMPOSITIONS.values()):
+        ids, vectors = read_submission(data / "embeddings" / name)
+        order = np.argsort(ids)
+        found[name] = ids[order], vectors[order]
+    return found
+
+
+def test_embeddings_built_in_client_shards_equal_one_pass(trained, tiny_release):
+    data, instance, _ = trained
+    assets = ["user_embeddings", "feature_matrix_embeddings"]
+    assert dg.materialize(
+        ALL,
+        selection=assets,
+        resources={**resources(tiny_release, data), "scale_settings": ScaleSettings()},
+        instance=instance,
+    ).success
+    one_pass = _folders(data)
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        table = conn.execute("SELECT * FROM user_embeddings ORDER BY client_id").pl()
+    sharded = dg.materialize(
+        ALL,
+        selection=assets,
+        resources={
+            **resources(tiny_release, data),
+            "scale_settings": ScaleSettings(clients_per_shard=300),
+        },
+        instance=instance,
+    )
+    assert metadata_of(sharded, "user_embeddings")["client_shards"] == 4
+    for name, (ids, vectors) in _folders(data).items():
+        np.testing.assert_array_equal(ids, one_pass[name][0], err_msg=name)
+        np.testing.assert_array_equal(vectors, one_pass[name][1], err_msg=name)
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        again = conn.execute("SELECT * FROM user_embeddings ORDER BY client_id").pl()
+    assert again.equals(table)
+
+
+def test_models_train_on_a_seeded_sample_of_the_size_configured(trained, tiny_release):
+    data, instance, _ = trained
+    warehouse = WarehouseFile(data / "warehouse.duckdb")
+    every = read_training_rows(warehouse, 5_000, seed=0)
+    assert every.of_clients == len(every.client_ids) == 1_000
+    assert every.described == "every client (1,000)"
+    sample = read_training_rows(warehouse, 400, seed=0)
+    assert len(sample.client_ids) == 400 and sample.of_clients == 1_000
+    assert "400 of 1,000" in sample.described
+    assert np.all(np.diff(sample.client_ids) > 0)  # distinct, in client_id order
+    rows = np.searchsorted(every.client_ids, sample.client_ids, sorter=np.argsort(every.client_ids))
+    by_id = every.features[np.argsort(every.client_ids)]
+    np.testing.assert_array_equal(sample.features, by_id[rows])  # the matrix's own rows
+    np.testing.assert_array_equal(
+        read_training_rows(warehouse, 400, 0).client_ids, sample.client_ids
+    )
+    assert not np.array_equal(read_training_rows(warehouse, 400, 1).client_ids, sample.client_ids)
+    small = build_resources(
+        UbpStorage(data_dir=str(data), raw_dir=str(tiny_release)),
+        FeatureSettings(cutoff="split"),
+        ProbeSettings(profile="fast"),
+        TrainingSettings(trials=1, trial_epochs=1, epochs=1, sample_clients=400),
+    )
+    result = dg.materialize(ALL, selection=["autoencoder"], resources=small, instance=instance)
+    assert (
+        "a seeded sample of 400 of 1,000 clients"
+        in metadata_of(result, "autoencoder")["trained_on"]
+    )
+    # the sample trains the model; every client is still encoded
+    assert dg.materialize(
+        ALL, selection=["user_embeddings"], resources=small, instance=instance
+    ).success
+    assert len(read_submission(data / "embeddings" / "user_embeddings")[0]) == 1_000
+    # the fixture's model back, for the tests after this one
+    assert materialize(tiny_release, data, ["autoencoder", "user_embeddings"], instance).success
 
 
 def test_a_bad_composition_is_refused_before_the_run_with_the_choices(trained, tiny_release):

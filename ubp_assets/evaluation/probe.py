@@ -122,18 +122,28 @@ def _validate(
         raise ValueError(
             f"popularity has shape {np.shape(popularity)}, expected ({train_labels.shape[1]},)"
         )
-    if np.isnan(embeddings).any():
-        raise ValueError("embeddings hold NaN")
-    x = embeddings.astype(np.float32)  # float16 submissions, float64 features: the net is float32
-    if not np.isfinite(x).all():
-        raise ValueError("embeddings hold Inf (or values beyond float32)")
-    return x, train_labels.astype(np.float32), score_labels
+    for lo in range(0, embeddings.shape[0], _EVAL_BATCH):  # a batch at a time: no n x d copy
+        batch = embeddings[lo : lo + _EVAL_BATCH]
+        if np.isnan(batch).any():
+            raise ValueError("embeddings hold NaN")
+        with np.errstate(over="ignore"):
+            if not np.isfinite(batch.astype(np.float32)).all():
+                raise ValueError("embeddings hold Inf (or values beyond float32)")
+    return embeddings, train_labels.astype(np.float32), score_labels
 
 
 def _torch_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but CUDA is not available to torch")
     return torch.device(device)
+
+
+def _as_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The embeddings as a tensor on the device without a float32 copy (on the CPU, the same
+    memory); float64 features become float32 here, as the net needs at least that."""
+    if x.dtype not in (np.float16, np.float32):
+        x = x.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device)
 
 
 def run_probe(
@@ -162,20 +172,22 @@ def run_probe(
         raise ValueError(f"profile {profile.name!r} needs epochs and batch_size of at least 1")
     x_np, y_np, score_labels = _validate(embeddings, train_labels, score_labels, popularity)
     dev = _torch_device(device)
-    every = np.arange(x_np.shape[0])
-    train_rows = every if train_rows is None else np.asarray(train_rows)
-    score_rows = every if score_rows is None else np.asarray(score_rows)
-    x_score_np, score_labels = x_np[score_rows], score_labels[score_rows]
-    x_np, y_np = x_np[train_rows], y_np[train_rows]
+    # The embeddings stay in their own dtype (float16 submissions: half of float32) and a batch
+    # at a time is made float32 for the net, so that 1M x 2048 is never held twice.
+    x_score_np = x_np if score_rows is None else x_np[np.asarray(score_rows)]
+    if score_rows is not None:
+        score_labels = score_labels[np.asarray(score_rows)]
+    if train_rows is not None:
+        x_np, y_np = x_np[np.asarray(train_rows)], y_np[np.asarray(train_rows)]
     n = x_np.shape[0]
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # initialise on CPU, as the organisers did
         torch.manual_seed(profile.seed)
         net = ProbeNet(x_np.shape[1], y_np.shape[1], profile.thin, profile.wide)
     net = net.to(dev)
-    x = torch.from_numpy(x_np).to(dev)
+    x = _as_tensor(x_np, dev)
     y = torch.from_numpy(y_np).to(dev)
-    x_score = torch.from_numpy(x_score_np).to(dev)
+    x_score = x if x_score_np is x_np else _as_tensor(x_score_np, dev)
     optimizer = torch.optim.AdamW(net.parameters(), lr=profile.learning_rate)
     loss_fn = nn.BCEWithLogitsLoss()
     scores: list[TaskScore] = []
@@ -183,14 +195,15 @@ def run_probe(
         net.train()
         for lo in range(0, n, profile.batch_size):
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x[lo : lo + profile.batch_size]), y[lo : lo + profile.batch_size])
+            batch = x[lo : lo + profile.batch_size].float()
+            loss = loss_fn(net(batch), y[lo : lo + profile.batch_size])
             loss.backward()
             optimizer.step()
         net.eval()
         with torch.no_grad():
             logits = torch.cat(
                 [
-                    net(x_score[lo : lo + _EVAL_BATCH]).cpu()
+                    net(x_score[lo : lo + _EVAL_BATCH].float()).cpu()
                     for lo in range(0, len(x_score), _EVAL_BATCH)
                 ]
             ).numpy()

@@ -18,20 +18,50 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     os.replace(temp, path)
 
 
+class SubmissionWriter:
+    """A submission written a block of rows at a time (one client shard, say) into a
+    memory-mapped embeddings.npy, so that a 1M-client folder is never held whole; the folder's
+    files are replaced only by `commit`, after the last block. Refuses blocks that break the
+    format rules, so a bad method fails where it is built."""
+
+    def __init__(self, folder: Path, rows: int, dims: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.rows, self._filled, self._ids = folder, rows, 0, []
+        self._temp = folder / f".{EMBEDDINGS}.tmp"
+        self._half = np.lib.format.open_memmap(
+            self._temp, mode="w+", dtype=np.float16, shape=(rows, dims)
+        )
+
+    def write(self, client_ids: np.ndarray, embeddings: np.ndarray) -> None:
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        if not np.isfinite(vectors).all():
+            raise ValueError("embeddings hold NaN or infinity")
+        with np.errstate(over="ignore"):
+            half = vectors.astype(np.float16)
+        if not np.isfinite(half).all():
+            raise ValueError("embeddings overflow float16 (|value| > 65504)")
+        end = self._filled + len(half)
+        self._half[self._filled : end] = half
+        self._ids.append(np.asarray(client_ids, dtype=np.int64))
+        self._filled = end
+
+    def commit(self) -> None:
+        if self._filled != self.rows:
+            raise ValueError(f"{self._filled} of {self.rows} rows written")
+        self._half.flush()
+        del self._half
+        _atomic_save(self.folder / CLIENT_IDS, np.concatenate(self._ids))
+        os.replace(self._temp, self.folder / EMBEDDINGS)
+
+
 def write_submission(folder: Path, client_ids: np.ndarray, embeddings: np.ndarray) -> None:
-    """client_ids.npy (int64) and embeddings.npy (float16), rows aligned; refuses to write files
-    that break the format rules, so a bad method fails where it is built."""
-    ids = np.asarray(client_ids, dtype=np.int64)
-    vectors = np.asarray(embeddings, dtype=np.float32)
-    if not np.isfinite(vectors).all():
-        raise ValueError("embeddings hold NaN or infinity")
-    with np.errstate(over="ignore"):
-        half = vectors.astype(np.float16)
-    if not np.isfinite(half).all():
-        raise ValueError("embeddings overflow float16 (|value| > 65504)")
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_save(folder / CLIENT_IDS, ids)
-    _atomic_save(folder / EMBEDDINGS, half)
+    """client_ids.npy (int64) and embeddings.npy (float16), rows aligned, in one block."""
+    vectors = np.asarray(embeddings)
+    if vectors.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (one row per client), got {vectors.ndim}-D")
+    writer = SubmissionWriter(folder, len(vectors), vectors.shape[1])
+    writer.write(client_ids, vectors)
+    writer.commit()
 
 
 def read_submission(folder: Path) -> tuple[np.ndarray, np.ndarray]:

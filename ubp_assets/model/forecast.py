@@ -30,14 +30,56 @@ class ForecastConfig:
     learning_rate: float = 2e-3
     seed: int = 0
     device: str = "cpu"
+    # Clients the network learns from: all with an input up to this many, else a seeded sample
+    # (at the full release's size 100,000 of 18.7M, six cut days each).
+    sample_clients: int = 100_000
+    clients_per_shard: int = 125_000  # relevant clients profiled at a time at the cutoff
 
 
 @dataclass(frozen=True)
 class ActivityForecast:
     logits: np.ndarray  # (clients, 3), in the order of TARGETS
     training_rows: int
+    training_clients: tuple[int, int]  # (clients learnt from, clients with an input)
     positive_rates: dict[str, float]
     final_loss: float
+
+
+def _learners(before: pl.LazyFrame, size: int, seed: int) -> tuple[pl.LazyFrame, tuple[int, int]]:
+    """The input of the clients the network learns from (every client with an input, or a
+    seeded sample of `size` of them, read once), and (their count, the count of all)."""
+    everyone = (
+        before.select(pl.col("client_id").unique()).collect(engine="streaming")["client_id"].sort()
+    )
+    if size >= len(everyone):
+        return before, (len(everyone), len(everyone))
+    chosen = np.random.default_rng(seed).choice(everyone.to_numpy(), size, replace=False)
+    sampled = before.join(
+        pl.LazyFrame({"client_id": np.sort(chosen)}), on="client_id", how="semi"
+    ).collect(engine="streaming")
+    return sampled.lazy(), (size, len(everyone))
+
+
+def profile_at_cutoff(
+    before: pl.LazyFrame,
+    client_ids: np.ndarray,
+    cutoff: dt.datetime,
+    clients_per_shard: int,
+    progress: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """The profiles of client_ids at the cutoff, one client shard at a time (a client's profile
+    is their own events' alone, so the shards' profiles are those of one pass)."""
+    from ubp_assets.shards import client_shards
+
+    parts = []
+    for shard in client_shards(client_ids, clients_per_shard):
+        ids = pl.LazyFrame({"client_id": np.unique(client_ids)}).filter(shard.rows())
+        parts.append(
+            client_profile(before.filter(shard.rows()).join(ids, "client_id", "semi"), cutoff)
+        )
+        if progress and shard.count > 1:
+            progress(f"[{shard.index + 1}/{shard.count}] profiles at the cutoff: {shard.label}")
+    return profile_of(pl.concat(parts), client_ids)
 
 
 def activity_forecast(
@@ -53,14 +95,15 @@ def activity_forecast(
     from torch import nn
 
     before = events.filter(pl.col("timestamp") < cutoff)
+    learners, of_clients = _learners(before, config.sample_clients, config.seed)
     horizon = dt.timedelta(days=config.horizon_days)
     x_parts, y_parts = [], []
     for k in range(1, config.training_cuts + 1):
         cut = cutoff - horizon * k
-        profiles = client_profile(before, cut)
+        profiles = client_profile(learners, cut)
         ids = profiles["client_id"].to_numpy()
         x_parts.append(profile_of(profiles, ids))
-        y_parts.append(next_weeks(before, ids, cut, horizon))
+        y_parts.append(next_weeks(learners, ids, cut, horizon))
     x, y = np.concatenate(x_parts), np.concatenate(y_parts)
     mean, spread = x.mean(axis=0), x.std(axis=0) + 1e-6
 
@@ -91,13 +134,16 @@ def activity_forecast(
             loss_sum += loss.item() * len(batch)
         if progress:
             progress(f"epoch {epoch + 1}/{config.epochs}: loss {loss_sum / len(x):.4f}")
-    at_cutoff = (profile_of(client_profile(before, cutoff), client_ids) - mean) / spread
+    at_cutoff = (
+        profile_at_cutoff(before, client_ids, cutoff, config.clients_per_shard, progress) - mean
+    ) / spread
     net.eval()
     with torch.no_grad():
         logits = net(torch.from_numpy(at_cutoff.astype(np.float32)).to(device)).cpu().numpy()
     return ActivityForecast(
         logits=logits,
         training_rows=len(x),
+        training_clients=of_clients,
         positive_rates={t: float(y[:, i].mean()) for i, t in enumerate(TARGETS)},
         final_loss=loss_sum / len(x),
     )

@@ -10,12 +10,15 @@ from pydantic import Field
 
 from ubp_assets.automation import FOLLOWS_INPUTS
 from ubp_assets.evaluation.baseline import BASELINE_DIM, aggregated_baseline
+from ubp_assets.evaluation.submission import SubmissionWriter
 from ubp_assets.events.table import scan_events
-from ubp_assets.inputs import load_relevant_clients, read_features, read_split
+from ubp_assets.inputs import MATRIX_TABLE, load_relevant_clients, read_split
 from ubp_assets.keys import RAW_KEYS
 from ubp_assets.methods import BASELINE
-from ubp_assets.publish import publish_embeddings, submission_check_spec
-from ubp_assets.resources import WAREHOUSE_POOL, UbpStorage
+from ubp_assets.publish import publish_embeddings, published, submission_check_spec
+from ubp_assets.resources import WAREHOUSE_POOL, ScaleSettings, UbpStorage
+from ubp_assets.shards import client_shards
+from ubp_assets.warehouse import read_table
 
 
 class RandomEmbeddingsConfig(dg.Config):
@@ -76,11 +79,17 @@ def aggregated_baseline_embeddings(storage: UbpStorage, warehouse: DuckDBResourc
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[submission_check_spec("feature_matrix_embeddings")],
     description="The scaled feature matrix itself as an embedding: what the seed paper's "
-    "autoencoder has to compress without losing.",
+    "autoencoder has to compress without losing. Copied a client shard at a time.",
 )
-def feature_matrix_embeddings(storage: UbpStorage, warehouse: DuckDBResource):
+def feature_matrix_embeddings(
+    storage: UbpStorage, warehouse: DuckDBResource, scale_settings: ScaleSettings
+):
     started = time.perf_counter()
-    client_ids, features, _ = read_features(warehouse)
-    yield from publish_embeddings(
-        storage, client_ids, {"feature_matrix": features}, time.perf_counter() - started
-    )
+    relevant = load_relevant_clients(storage)
+    dims = read_table(warehouse, MATRIX_TABLE, limit=0).width - 1
+    writer = SubmissionWriter(storage.embeddings_dir / "feature_matrix", len(relevant), dims)
+    for shard in client_shards(relevant, scale_settings.clients_per_shard):
+        matrix = read_table(warehouse, MATRIX_TABLE, clients=(shard.first, shard.last))
+        writer.write(matrix["client_id"].to_numpy(), matrix.drop("client_id").to_numpy())
+    writer.commit()
+    yield from published(storage, ["feature_matrix"], time.perf_counter() - started)

@@ -11,7 +11,13 @@ from ubp_assets.events.table import scan_events
 from ubp_assets.inputs import cutoff_time, load_relevant_clients, read_split
 from ubp_assets.keys import RAW_KEYS
 from ubp_assets.markdown import markdown_table
-from ubp_assets.resources import WAREHOUSE_POOL, FeatureSettings, TrainingSettings, UbpStorage
+from ubp_assets.resources import (
+    WAREHOUSE_POOL,
+    FeatureSettings,
+    ScaleSettings,
+    TrainingSettings,
+    UbpStorage,
+)
 from ubp_assets.warehouse import write_table
 
 FORECAST_TABLE = "activity_forecast"
@@ -35,6 +41,8 @@ def activity_forecast(
     warehouse: DuckDBResource,
     feature_settings: FeatureSettings,
     training_settings: TrainingSettings,
+    *,
+    scale_settings: ScaleSettings,
 ) -> dg.MaterializeResult:
     from ubp_assets.model.forecast import TARGETS, ForecastConfig
     from ubp_assets.model.forecast import activity_forecast as forecast
@@ -46,7 +54,11 @@ def activity_forecast(
         scan_events(storage.events_dir),
         relevant,
         cutoff,
-        ForecastConfig(device=training_settings.device),
+        ForecastConfig(
+            device=training_settings.device,
+            sample_clients=training_settings.sample_clients,
+            clients_per_shard=scale_settings.clients_per_shard,
+        ),
         progress=context.log.info,
     )
     frame = pl.DataFrame({"client_id": relevant}).hstack(
@@ -61,6 +73,7 @@ def activity_forecast(
             "dagster/row_count": frame.height,
             "cutoff": str(cutoff.date()),
             "training_rows": found.training_rows,
+            "trained_on": _learnt_from(*found.training_clients),
             "final_loss": round(found.final_loss, 4),
             "positive_rates_in_training": dg.MetadataValue.json(
                 {k: round(v, 4) for k, v in found.positive_rates.items()}
@@ -71,4 +84,13 @@ def activity_forecast(
             "seconds": round(time.perf_counter() - started, 1),
             "preview": dg.MetadataValue.md(markdown_table(frame)),
         }
+    )
+
+
+def _learnt_from(learners: int, of_clients: int) -> str:
+    if learners == of_clients:
+        return f"every client with an input ({learners:,}), at each cut day"
+    return (
+        f"a seeded sample of {learners:,} of {of_clients:,} clients with an input "
+        "(UBP_TRAINING_CLIENTS), at each cut day"
     )

@@ -7,7 +7,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubp_assets.automation import RETRAINS_WEEKLY
-from ubp_assets.inputs import read_features
+from ubp_assets.inputs import read_training_rows
 from ubp_assets.markdown import png_markdown
 from ubp_assets.model.tuning import SEED
 from ubp_assets.resources import WAREHOUSE_POOL, TrainingSettings, UbpStorage
@@ -22,7 +22,8 @@ from ubp_assets.resources import WAREHOUSE_POOL, TrainingSettings, UbpStorage
     automation_condition=RETRAINS_WEEKLY,
     description="The residual autoencoder (encoder 512-256-128-64 with BatchNorm, GELU and "
     "residual skips, latent 32 or 64, mirrored decoder) trained on the feature matrix with the "
-    "study's best parameters: MSE + lambda_con InfoNCE between two noisy views + lambda_L2 on "
+    "study's best parameters (on at most UBP_TRAINING_CLIENTS clients, a seeded sample beyond "
+    "that): MSE + lambda_con InfoNCE between two noisy views + lambda_L2 on "
     "the latent, curriculum noise sigma 0.10 -> 0.02, AdamW, early stopping on held-out "
     "clients. Saved to models/autoencoder.pt with the feature names and scaler needed to "
     "encode new clients.",
@@ -47,10 +48,10 @@ def autoencoder(
         seed=SEED,
         device=training_settings.device,
     )
-    _, features, names = read_features(warehouse)
-    context.log.info(f"training on {features.shape[0]:,} clients x {features.shape[1]} features")
+    rows = read_training_rows(warehouse, training_settings.sample_clients, SEED)
+    context.log.info(f"training on {rows.described} x {rows.features.shape[1]} features")
     result = train_autoencoder(
-        features,
+        rows.features,
         config,
         on_epoch=lambda e, mse: context.log.info(f"epoch {e}: held-out reconstruction {mse:.4f}"),
     )
@@ -59,7 +60,7 @@ def autoencoder(
         storage.autoencoder_path,
         result,
         config,
-        extra={"feature_names": names, "scaler": scaler.to_dict(as_series=False)},
+        extra={"feature_names": rows.names, "scaler": scaler.to_dict(as_series=False)},
     )
     last = result.history[result.best_epoch]
     return dg.MaterializeResult(
@@ -67,6 +68,7 @@ def autoencoder(
             "model_path": dg.MetadataValue.path(str(storage.autoencoder_path)),
             "config": dg.MetadataValue.json(config.as_dict()),
             "study_trial": best["trial"],
+            "trained_on": rows.described,
             "parameters": result.parameter_count,
             "device": result.device,
             "samples_per_second": round(result.samples_per_second, 1),

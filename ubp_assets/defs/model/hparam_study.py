@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from ubp_assets.automation import RETRAINS_WEEKLY
 from ubp_assets.evaluation.targets import Targets
-from ubp_assets.inputs import read_features
+from ubp_assets.inputs import read_training_rows
 from ubp_assets.markdown import markdown_table, png_markdown
 from ubp_assets.model.tuning import OBJECTIVE, SEED, tuning_tasks
 from ubp_assets.resources import WAREHOUSE_POOL, TrainingSettings, UbpStorage
@@ -53,8 +53,9 @@ def hparam_study(
     )
     from ubp_assets.plots import study_history
 
-    client_ids, features, _ = read_features(warehouse)
-    tasks = tuning_tasks(client_ids, Targets.read(storage.target_dir))
+    rows = read_training_rows(warehouse, training_settings.sample_clients, SEED)
+    context.log.info(f"trials train and score on {rows.described}")
+    tasks = tuning_tasks(rows.client_ids, Targets.read(storage.target_dir))
     base = TrainConfig(
         epochs=training_settings.trial_epochs,
         patience=3,
@@ -74,7 +75,7 @@ def hparam_study(
         f"({training_settings.trials} a materialization, less those an interrupted run finished)"
     )
     study.optimize(
-        make_objective(features, tasks, base, log=context.log.info, owner=context.run.run_id),
+        make_objective(rows.features, tasks, base, log=context.log.info, owner=context.run.run_id),
         n_trials=owed,
         timeout=training_settings.study_timeout_s,
         catch=(),
@@ -90,6 +91,7 @@ def hparam_study(
     return dg.MaterializeResult(
         metadata={
             "objective": OBJECTIVE,
+            "trained_on": rows.described,
             "trials_total": len(study.trials),
             "trials_added": len(study.trials) - before,
             "trials_pruned": trials.filter(pl.col("state") == "pruned").height,
