@@ -80,13 +80,37 @@ def print_synthetic(figures: dict, scale: str, reference: str) -> None:
     )
 
 
-class RssSampler:
-    """This process's resident memory every `every` seconds, in a thread: with the steps' start
-    and end times from the run's event log it gives each stage's own peak, which one peak of the
-    whole process (`ru_maxrss`) cannot. The in-process executor runs every step here."""
+def tree_rss(root: int) -> int:
+    """Resident bytes of a process and all its descendants (a run's step processes included)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    page, total, todo = os.sysconf("SC_PAGE_SIZE"), 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/statm") as statm:
+                total += int(statm.read().split()[1]) * page
+        except OSError:
+            pass  # ended between the listing and the read
+        todo += children.get(pid, [])
+    return total
 
-    def __init__(self, every: float = 0.1) -> None:
-        self.every, self.samples = every, []
+
+class RssSampler:
+    """Resident memory every `every` seconds, in a thread: of this process (the in-process
+    executor runs every step here) or of `root` and its descendants. With the steps' start and
+    end times from the run's event log it gives each stage's own peak, which one peak of the
+    whole process (`ru_maxrss`) cannot."""
+
+    def __init__(self, every: float = 0.1, root: int | None = None) -> None:
+        self.every, self.root, self.samples = every, root, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -94,8 +118,12 @@ class RssSampler:
         page = os.sysconf("SC_PAGE_SIZE")
         with open("/proc/self/statm") as statm:
             while not self._stop.is_set():
-                statm.seek(0)
-                self.samples.append((time.time(), int(statm.read().split()[1]) * page))
+                if self.root is None:
+                    statm.seek(0)
+                    rss = int(statm.read().split()[1]) * page
+                else:
+                    rss = tree_rss(self.root)
+                self.samples.append((time.time(), rss))
                 self._stop.wait(self.every)
 
     def __enter__(self) -> RssSampler:
@@ -345,3 +373,127 @@ def print_model(figures: dict) -> None:
         f"study: {figures['seconds_per_trial']}s per trial over {figures['trials']} trials "
         f"of 6 epochs each, fast probe included ({', '.join(figures['trial_states'])})"
     )
+
+
+# Steps that are not the way to the submission: scored or bounded apart (the issue's
+# "probe scoring apart, measured on its own").
+SCORING_STEPS = ("probe_scores", "history_bound_scores")
+
+
+def step_spans(home: Path) -> dict[str, tuple[float, float]]:
+    """Every finished step of every run of the instance in `home`: (start, end) timestamps."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    ends = (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
+    spans: dict[str, tuple[float, float]] = {}
+    for run in reversed(instance.get_runs()):  # oldest first: a later run's step wins
+        started: dict[str, float] = {}
+        for record in instance.all_logs(run.run_id):
+            if record.dagster_event_type == dg.DagsterEventType.STEP_START:
+                started[record.step_key] = record.timestamp
+            elif record.dagster_event_type in ends and record.step_key in started:
+                spans[record.step_key] = (started[record.step_key], record.timestamp)
+    return spans
+
+
+def run_figures(spans: dict[str, tuple[float, float]], sampler: RssSampler) -> dict:
+    """Each step's seconds and peak, and the two spans the targets name: raw -> feature_matrix
+    (from the events step's start) and raw -> user_embeddings, each with its seconds and peak,
+    both less the scoring steps that ran inside them (their time and their memory)."""
+    gib = 2**30
+    steps = {
+        key: {
+            "seconds": round(end - start, 1),
+            "peak_gib": round(sampler.peak_between(start, end) / gib, 2),
+        }
+        for key, (start, end) in sorted(spans.items(), key=lambda item: item[1][0])
+    }
+    first = spans["events"][0]
+    figures: dict = {"steps": steps}
+    for name, last in (
+        ("raw_to_feature_matrix", "feature_matrix"),
+        ("raw_to_user_embeddings", "user_embeddings"),
+    ):
+        end = spans[last][1]
+        scoring = [
+            (max(s, first), min(e, end))
+            for key, (s, e) in spans.items()
+            if key in SCORING_STEPS and s < end and e > first
+        ]
+        kept = [
+            rss
+            for t, rss in sampler.samples
+            if first <= t <= end and not any(s <= t <= e for s, e in scoring)
+        ]
+        figures[name] = {
+            "seconds": round(end - first - sum(e - s for s, e in scoring), 1),
+            "peak_gib": round(max(kept, default=0) / gib, 2),
+        }
+    figures["peak_gib"] = round(max((r for _, r in sampler.samples), default=0) / gib, 2)
+    return figures
+
+
+def bench_scale(scale: str = "full", reference: str = "quarter", seed: int = 2025) -> dict:
+    """`ubp run` end to end at `reference` and at `scale`, one after the other, each on a fresh
+    data directory: every step's time and the peak resident memory of the whole process tree
+    (a step process of the multiprocess executor included), sampled every second."""
+    figures: dict = {"scale": scale, "reference": reference}
+    for name in dict.fromkeys((reference, scale)):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "UBP_RAW_DIR")}
+            command = [sys.executable, "-m", "ubp_assets.cli", "run", "--scale", name]
+            started = time.time()
+            with open(f"{tmp}/output.txt", "w") as output:
+                child = subprocess.Popen(
+                    [*command, "--seed", str(seed)],
+                    env={**env, "UBP_DATA_DIR": f"{tmp}/data"},
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+                with RssSampler(every=1.0, root=child.pid) as sampler:
+                    code = child.wait()
+            if code:
+                tail = Path(f"{tmp}/output.txt").read_text()[-3000:]
+                raise RuntimeError(f"ubp run --scale {name} exited {code}:\n{tail}")
+            figures[name] = {
+                "wall_seconds": round(time.time() - started, 1),
+                **run_figures(step_spans(Path(f"{tmp}/data/dagster_home")), sampler),
+            }
+    big, small = figures[scale], figures[reference]
+    for span in ("raw_to_feature_matrix", "raw_to_user_embeddings"):
+        figures[f"{span}_peak_ratio"] = round(
+            big[span]["peak_gib"] / max(small[span]["peak_gib"], 1e-9), 2
+        )
+        figures[f"{span}_time_ratio"] = round(
+            big[span]["seconds"] / max(small[span]["seconds"], 1e-9), 2
+        )
+    return figures
+
+
+def print_scale(figures: dict) -> None:
+    scale, reference = figures["scale"], figures["reference"]
+    names = list(dict.fromkeys((reference, scale)))
+    steps = list(dict.fromkeys(k for n in names for k in figures[n]["steps"]))
+    print(f"{'step':<34}" + "".join(f"{n + ' s':>12}{n + ' GiB':>12}" for n in names))
+    for key in steps:
+        cells = [figures[n]["steps"].get(key, {}) for n in names]
+        print(
+            f"{key:<34}"
+            + "".join(f"{c.get('seconds', '-'):>12}{c.get('peak_gib', '-'):>12}" for c in cells)
+        )
+    for n in names:
+        f = figures[n]
+        matrix, embeddings = f["raw_to_feature_matrix"], f["raw_to_user_embeddings"]
+        print(
+            f"{n}: raw -> feature_matrix {matrix['seconds']}s, peak {matrix['peak_gib']} GiB; "
+            f"raw -> user_embeddings (scoring apart) {embeddings['seconds']}s, peak "
+            f"{embeddings['peak_gib']} GiB; whole run {f['wall_seconds']}s, "
+            f"peak {f['peak_gib']} GiB"
+        )
+    if len(names) == 2:
+        for span in ("raw_to_feature_matrix", "raw_to_user_embeddings"):
+            print(
+                f"{span}: {scale} / {reference} peak {figures[span + '_peak_ratio']}x, "
+                f"time {figures[span + '_time_ratio']}x"
+            )

@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     bench_features.add_argument(
         "--scale", default="tenth", choices=scales, help="default: tenth (17M events)"
     )
+    bench_scale = sub.add_parser(
+        "bench-scale",
+        help="benchmark `ubp run` end to end at two scales: each step's time and peak",
+    )
+    bench_scale.add_argument("--scale", default="full", choices=scales, help="default: full")
+    bench_scale.add_argument("--reference", default="quarter", choices=scales, help="run first")
     bench_model = sub.add_parser(
         "bench-model", help="benchmark the autoencoder's training throughput and study trials"
     )
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "bench-model": lambda: bench_main("model", args),
         "bench-features": lambda: bench_main("features", args),
         "bench-synth": lambda: bench_main("synth", args),
+        "bench-scale": lambda: bench_main("scale", args),
     }
     return commands[args.command]()
 
@@ -92,6 +99,8 @@ def bench_main(which: str, args: argparse.Namespace) -> int:
 
     if which == "model":
         benchmarks.print_model(benchmarks.bench_model(args.scale, trials=args.trials))
+    elif which == "scale":
+        benchmarks.print_scale(benchmarks.bench_scale(args.scale, args.reference))
     elif which == "features":
         benchmarks.print_features(benchmarks.bench_features(args.scale))
     else:

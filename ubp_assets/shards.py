@@ -27,6 +27,11 @@ class Shard:
     def rows(self, column: str = "client_id") -> pl.Expr:
         return pl.col(column).is_between(self.first, self.last)
 
+    def members(self, relevant: np.ndarray) -> np.ndarray:
+        """The shard's relevant clients, sorted."""
+        ids = np.unique(relevant)
+        return ids[(ids >= self.first) & (ids <= self.last)]
+
     @property
     def label(self) -> str:
         return f"clients {self.first}..{self.last}"
@@ -44,3 +49,12 @@ def client_shards(relevant: np.ndarray, clients_per_shard: int) -> list[Shard]:
         Shard(index=i, count=count, first=int(p[0]), last=int(p[-1]), clients=len(p))
         for i, p in enumerate(parts)
     ]
+
+
+def every_client(shards: list[Shard]) -> list[pl.Expr]:
+    """Per shard, the rows of every client, relevant or not, from its first client_id up to the
+    next shard's: the ranges widened until they cover every client_id once, for a stage that
+    reads everyone's events (`product_urls`) a shard at a time."""
+    starts = [int(np.iinfo(np.int64).min), *(s.first for s in shards[1:])]
+    ends = [*(s.first - 1 for s in shards[1:]), int(np.iinfo(np.int64).max)]
+    return [pl.col("client_id").is_between(a, b) for a, b in zip(starts, ends, strict=True)]

@@ -16,9 +16,11 @@ from ubp_assets.features.affinity import (
     TOP_SKUS,
     column_names,
     item_affinity,
-    product_urls,
     ranked_items,
+    url_products,
+    url_votes,
 )
+from ubp_assets.shards import client_shards, every_client
 
 T0 = dt.datetime(2022, 10, 1)
 CUTOFF = dt.datetime(2022, 10, 13)
@@ -52,6 +54,10 @@ def log(*rows: tuple[int, float, str, int | None, int | None]) -> pl.LazyFrame:
     )
 
 
+def product_urls(events: pl.LazyFrame) -> pl.DataFrame:
+    return url_products(url_votes(events, CUTOFF), PRODUCTS)
+
+
 def test_a_url_is_the_product_carted_right_after_visiting_it():
     events = log(
         (1, 0, "page_visit", None, 500),
@@ -70,7 +76,7 @@ def test_a_url_is_the_product_carted_right_after_visiting_it():
         (7, 0, "page_visit", None, 800),
         (7, 10, "add_to_cart", 71, None),  # 800 is split 1:1 -> 70 by id, with half the votes
     )
-    urls = product_urls(events, PRODUCTS, CUTOFF)
+    urls = product_urls(events)
     mapped = {r["url"]: r for r in urls.iter_rows(named=True)}
     assert set(mapped) == {500, 701, 800}
     assert (mapped[500]["sku"], mapped[500]["votes"]) == (70, 2)
@@ -89,7 +95,7 @@ def test_a_url_no_majority_agrees_on_is_left_unmapped():
         (3, 0, "page_visit", None, 900),
         (3, 5, "add_to_cart", 72, None),
     )
-    assert product_urls(events, PRODUCTS, CUTOFF).height == 0
+    assert product_urls(events).height == 0
 
 
 def test_events_at_or_after_the_cutoff_teach_nothing():
@@ -98,7 +104,7 @@ def test_events_at_or_after_the_cutoff_teach_nothing():
         (1, late.total_seconds(), "page_visit", None, 500),
         (1, late.total_seconds() + 5, "add_to_cart", 70, None),
     )
-    assert product_urls(events, PRODUCTS, CUTOFF).height == 0
+    assert product_urls(events).height == 0
 
 
 def test_categories_rank_over_the_input_and_skus_over_its_last_weeks():
@@ -127,7 +133,7 @@ def test_affinity_counts_visits_through_the_mapping_with_decay():
         (2, 11 * day, "product_buy", 72, None),  # a buy one day before the cutoff
         (2, 12 * day + 10, "page_visit", None, 500),  # at the cutoff: ignored
     )
-    urls = product_urls(events, PRODUCTS, CUTOFF)
+    urls = product_urls(events)
     ranked = ranked_items(events, CUTOFF)
     assert ranked["sku"] == [70, 72] and ranked["category"] == [7, 8]
     ids = np.array([2, 1, 3])  # client 3 has no events
@@ -151,3 +157,49 @@ def test_affinity_counts_visits_through_the_mapping_with_decay():
     assert buyer["cat001_cart_buy_60d"] == buyer["sku001_cart_buy_60d"]
     assert buyer["sku000_visit_60d"] == 0.0  # its visit lies at the cutoff
     assert not any(frame.row(2))  # no events: all zeros
+
+
+def random_log(seed: int = 0, clients: int = 400) -> pl.LazyFrame:
+    """Clients who visit product pages (url 500 + k shows sku 70 + k), cart most of what they
+    visit a few seconds later, sometimes stray to another page first, and buy some of it."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for client in rng.choice(10_000, clients, replace=False):
+        for _ in range(rng.integers(1, 12)):
+            at, k = rng.uniform(0, 11.5 * 86_400), int(rng.integers(0, 3))
+            rows.append((int(client), at, "page_visit", None, 500 + k))
+            if rng.random() < 0.2:
+                rows.append(
+                    (int(client), at + 5, "page_visit", None, 500 + int(rng.integers(0, 3)))
+                )
+            if rng.random() < 0.7:
+                rows.append((int(client), at + 10, "add_to_cart", 70 + k, None))
+            if rng.random() < 0.3:
+                rows.append((int(client), at + 20, "product_buy", 70 + k, None))
+    return log(*rows)
+
+
+def test_shards_learn_the_urls_and_count_the_affinity_of_one_pass():
+    """Votes summed over the shards widened to every client, and each shard's affinity rows,
+    equal one pass over everyone: a client's votes and counts are their own events' alone."""
+    events = random_log()
+    clients = events.select(pl.col("client_id").unique().sort()).collect()["client_id"]
+    relevant = clients.gather_every(3).to_numpy()
+    shards = client_shards(relevant, len(relevant) // 4 + 1)
+    assert len(shards) == 4
+    votes = url_votes(events, CUTOFF)
+    parts = [url_votes(events.filter(rows), CUTOFF) for rows in every_client(shards)]
+    assert sum(p["votes"].sum() for p in parts) == votes["votes"].sum() > 0
+    urls = url_products(votes, PRODUCTS)
+    assert url_products(pl.concat(parts), PRODUCTS).equals(urls)
+    assert urls["url"].to_list() == [500, 501, 502] and urls["sku"].to_list() == [70, 71, 72]
+    ranked = ranked_items(events, CUTOFF)
+    whole = item_affinity(events, urls, np.sort(relevant), CUTOFF, ranked)
+    sharded = np.concatenate(
+        [
+            item_affinity(events.filter(s.rows()), urls, s.members(relevant), CUTOFF, ranked)
+            for s in shards
+        ]
+    )
+    assert (whole > 0).mean() > 0.01
+    np.testing.assert_array_equal(sharded, whole)

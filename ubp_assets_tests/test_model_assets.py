@@ -208,6 +208,30 @@ def test_embeddings_built_in_client_shards_equal_one_pass(trained, tiny_release)
     assert again.equals(table)
 
 
+def test_affinity_built_in_client_shards_equals_one_pass(trained, tiny_release):
+    data, instance, _ = trained
+    tables = ["product_urls", "item_affinity"]
+
+    def stored() -> dict[str, pl.DataFrame]:
+        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+            return {t: conn.execute(f"SELECT * FROM {t} ORDER BY ALL").pl() for t in tables}
+
+    one_pass = stored()  # the fixture's build: every client in one shard
+    sharded = dg.materialize(
+        ALL,
+        selection=tables,
+        resources={
+            **resources(tiny_release, data),
+            "scale_settings": ScaleSettings(clients_per_shard=300),
+        },
+        instance=instance,
+    )
+    assert metadata_of(sharded, "item_affinity")["client_shards"] == 4
+    assert metadata_of(sharded, "product_urls")["client_shards"] == 4
+    for name, table in stored().items():
+        assert table.height > 0 and table.equals(one_pass[name]), name
+
+
 def test_models_train_on_a_seeded_sample_of_the_size_configured(trained, tiny_release):
     data, instance, _ = trained
     warehouse = WarehouseFile(data / "warehouse.duckdb")

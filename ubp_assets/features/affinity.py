@@ -4,9 +4,9 @@ page visits included.
 Page visits are most of the log but carry only a url: the release has no url -> product table.
 The log itself has one, though: a client adds to the cart the product whose page they are on, so
 the page visited last before a cart add (within `MAX_PAGE_TO_CART`) is, over many carts, that
-product's page. `product_urls` learns the mapping from the input; `item_affinity` then counts
-visits alongside carts and buys, with recency decay, for the most interacted items. On the
-synthetic data this lifts the propensity tasks most (docs/quality.md).
+product's page. `url_votes` and `url_products` learn the mapping from the input; `item_affinity`
+then counts visits alongside carts and buys, with recency decay, for the most interacted items.
+On the synthetic data this lifts the propensity tasks most (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ ITEM_SIGNALS = (
 PRICE_SIGNALS = ("visit_60d", "cart_buy_60d")
 
 
-def product_urls(events: pl.LazyFrame, products: pl.LazyFrame, cutoff: dt.datetime) -> pl.DataFrame:
-    """url -> sku, category, price: each cart add votes for the page its client visited last,
-    at most two minutes before; a url takes the product most of its votes name."""
+def url_votes(events: pl.LazyFrame, cutoff: dt.datetime) -> pl.DataFrame:
+    """(url, sku, votes): each cart add before the cutoff votes for the page its client visited
+    last, at most two minutes before. A vote is one client's events' alone, so the votes of
+    client shards, summed, are those of one pass."""
     before = events.filter(pl.col("timestamp") < cutoff)
     carts = (
         before.filter(pl.col("event_type") == "add_to_cart")
@@ -48,7 +49,7 @@ def product_urls(events: pl.LazyFrame, products: pl.LazyFrame, cutoff: dt.dateti
         .select("client_id", pl.col("timestamp").alias("visited_at"), "url")
         .sort("visited_at")
     )
-    votes = (
+    return (
         carts.join_asof(
             visits,
             left_on="timestamp",
@@ -61,9 +62,18 @@ def product_urls(events: pl.LazyFrame, products: pl.LazyFrame, cutoff: dt.dateti
         .drop_nulls("url")
         .group_by("url", "sku")
         .agg(pl.len().alias("votes"))
+        .collect()
     )
+
+
+def url_products(votes: pl.DataFrame, products: pl.LazyFrame) -> pl.DataFrame:
+    """url -> sku, category, price: a url takes the product most of its votes name (the votes
+    of several client shards are summed first)."""
     return (
-        votes.sort(["url", "votes", "sku"], descending=[False, True, False])
+        votes.lazy()
+        .group_by("url", "sku")
+        .agg(pl.col("votes").sum())
+        .sort(["url", "votes", "sku"], descending=[False, True, False])
         .group_by("url", maintain_order=True)
         .agg(
             pl.col("sku").first(),
@@ -144,7 +154,8 @@ def item_affinity(
 ) -> np.ndarray:
     """log1p of recency-decayed event counts per client (rows of client_ids) and ranked item,
     for each signal (the width of `column_names()`); float32, zeros for clients without such
-    events and for ranks no item fills."""
+    events and for ranks no item fills. A client's row is their own events' alone: a client
+    shard's rows are those of one pass."""
     age = (pl.lit(cutoff) - pl.col("timestamp")).dt.total_seconds() / 86_400.0
     decays = {name: 0.5 ** (age / days) for name, days in HALF_LIVES.items()}
     clients = pl.DataFrame({"client_id": client_ids.astype(np.int64)}).with_row_index("row")
@@ -159,7 +170,8 @@ def item_affinity(
         .join(clients.lazy(), on="client_id", how="inner")
         .with_columns(**{f"decay_{name}": d for name, d in decays.items()})
     )
-    blocks = []
+    values = np.zeros((len(client_ids), len(column_names())), dtype=np.float32)
+    start = 0
     for column, signals in (
         ("category", ITEM_SIGNALS),
         ("sku", ITEM_SIGNALS),
@@ -179,8 +191,7 @@ def item_affinity(
             .collect()
         )
         rows, cols = per_item["row"].to_numpy(), per_item["col"].to_numpy()
-        for name, _, _ in signals:
-            block = np.zeros((len(client_ids), RANKS[column]), dtype=np.float64)
-            np.add.at(block, (rows, cols), per_item[name].to_numpy())
-            blocks.append(np.log1p(block))
-    return np.concatenate(blocks, axis=1).astype(np.float32)
+        for name, _, _ in signals:  # one sum per (row, col): no two land in one cell
+            values[rows, start + cols] = np.log1p(per_item[name].to_numpy())
+            start += RANKS[column]
+    return values
