@@ -222,12 +222,19 @@ class ScaleSettings(dg.ConfigurableResource):
     time in one run; at the full release's size a day of events is about 0.85M rows (about 45 MB
     in memory), so the default of 14 days keeps the events step near 2 GiB. The families' folds
     work on the relevant clients in shards of at most `clients_per_shard` (`shards.py`): one
-    shard at the demo scale, eight at the full release's.
+    shard at the demo scale, eight at the full release's. A table is replaced in one DuckDB
+    transaction; `warehouse_memory` caps what DuckDB holds of it (without a cap it keeps the
+    whole uncommitted table in memory: 4.2 GiB for item_affinity at the full size).
     """
 
     chunk_days: int = Field(default=14, ge=1, description="days a backfill builds at a time")
     clients_per_shard: int = Field(
         default=125_000, ge=1, description="relevant clients a per-client stage holds at a time"
+    )
+    warehouse_memory: str = Field(
+        default="4GB",
+        description="DuckDB's memory_limit: past it, a table being replaced shard by shard is "
+        "written out to the file rather than held until its transaction commits",
     )
 
     @classmethod
@@ -236,6 +243,7 @@ class ScaleSettings(dg.ConfigurableResource):
         return cls(
             chunk_days=int(env.get("UBP_CHUNK_DAYS", "14")),
             clients_per_shard=int(env.get("UBP_CLIENTS_PER_SHARD", "125000")),
+            warehouse_memory=env.get("UBP_WAREHOUSE_MEMORY", "4GB"),
         )
 
 
@@ -256,11 +264,15 @@ def build_resources(
 ) -> dict[str, object]:
     """The resources, each given or (where not) from the environment's settings."""
     storage = storage or UbpStorage.from_env()
+    scale = scale or ScaleSettings.from_env()
     return {
         "storage": storage,
         "feature_settings": features or FeatureSettings.from_env(),
         "probe_settings": probe or ProbeSettings.from_env(),
         "training_settings": training or TrainingSettings.from_env(),
-        "scale_settings": scale or ScaleSettings.from_env(),
-        "warehouse": Warehouse(database=str(storage.warehouse_path)),
+        "scale_settings": scale,
+        "warehouse": Warehouse(
+            database=str(storage.warehouse_path),
+            connection_config={"memory_limit": scale.warehouse_memory},
+        ),
     }

@@ -200,3 +200,28 @@ def test_every_broken_rule_is_reported_at_once(tmp_path):
         "client_ids.npy"
     ] * 3
     assert len(found) == 8, found
+
+
+def test_a_submission_written_in_blocks_is_never_mapped_and_replaces_the_old_one(tmp_path):
+    """Blocks are appended to the file, not written through a memory map (whose pages would
+    count in the resident memory of the step); the old folder stands until the commit."""
+    from ubp_assets.evaluation.submission import SubmissionWriter, read_submission
+
+    folder = tmp_path / "m"
+    write_submission(folder, RELEVANT, np.zeros((3, 4)))
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3, 4)).astype(np.float32)
+    writer = SubmissionWriter(folder, 3, 4)
+    writer.write(RELEVANT[:2], vectors[:2])
+    writer.write(RELEVANT[2:], vectors[2:])
+    maps = Path("/proc/self/maps")
+    if maps.exists():
+        assert str(folder) not in maps.read_text()
+    assert not read_submission(folder)[1].any()  # the old folder until the commit
+    with pytest.raises(ValueError, match="rows of 4"):
+        writer.write(RELEVANT[:1], np.ones((1, 5)))
+    writer.commit()
+    ids, stored = read_submission(folder)
+    np.testing.assert_array_equal(ids, RELEVANT)
+    np.testing.assert_array_equal(stored, vectors.astype(np.float16))
+    assert folder_problems(folder, RELEVANT) == []

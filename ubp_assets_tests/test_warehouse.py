@@ -35,3 +35,17 @@ def test_a_table_written_in_parts_is_their_concatenation_or_the_old_table(tmp_pa
     with pytest.raises(MemoryError):
         write_table(warehouse, "sharded", failing())
     assert read_table(warehouse, "sharded").equals(pl.concat(parts))
+
+
+def test_the_warehouse_holds_at_most_the_memory_configured(tmp_path, monkeypatch):
+    """DuckDB's limit comes from UBP_WAREHOUSE_MEMORY: without one it would keep a whole
+    uncommitted table (a shard-by-shard replacement) in memory."""
+    from ubp_assets.resources import ScaleSettings, UbpStorage, build_resources
+
+    storage = UbpStorage(data_dir=str(tmp_path))
+    for setting, shown in (("1GB", "953.6 MiB"), ("3GB", "2.7 GiB")):
+        warehouse = build_resources(storage, scale=ScaleSettings(warehouse_memory=setting))
+        with warehouse["warehouse"].get_connection() as conn:
+            assert conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == shown
+    monkeypatch.delenv("UBP_WAREHOUSE_MEMORY", raising=False)
+    assert ScaleSettings.from_env().warehouse_memory == "4GB"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ubp_assets.evaluation.targets import TASKS, Targets, labels, task_clients
@@ -15,9 +17,11 @@ def score_method(
     device: str,
     *,
     tasks: tuple[str, ...] = tuple(TASKS),
+    on_task: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """One row per task: the organisers' probe trained on the train window's labels and scored,
-    epoch by epoch, on the validation window's; the best epoch's score counts."""
+    epoch by epoch, on the validation window's; the best epoch's score counts. `on_task(row)`
+    runs as each task's row is in (a task takes minutes at the full size)."""
     from ubp_assets.evaluation.metrics import single_class_labels
     from ubp_assets.evaluation.probe import PROFILES, run_probe
 
@@ -60,4 +64,6 @@ def score_method(
                 "seconds": round(result.train_seconds, 2),
             }
         )
+        if on_task is not None:
+            on_task(rows[-1])
     return rows

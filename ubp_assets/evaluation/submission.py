@@ -19,37 +19,40 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
 
 
 class SubmissionWriter:
-    """A submission written a block of rows at a time (one client shard, say) into a
-    memory-mapped embeddings.npy, so that a 1M-client folder is never held whole; the folder's
-    files are replaced only by `commit`, after the last block. Refuses blocks that break the
-    format rules, so a bad method fails where it is built."""
+    """A submission written a block of rows at a time (one client shard, say), appended to an
+    embeddings.npy file, so that a 1M-client folder is never held whole (nor mapped: the pages
+    of a memory map would count in the process's resident memory); the folder's files are
+    replaced only by `commit`, after the last block. Refuses blocks that break the format rules,
+    so a bad method fails where it is built."""
 
     def __init__(self, folder: Path, rows: int, dims: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.folder, self.rows, self._filled, self._ids = folder, rows, 0, []
+        self.folder, self.rows, self.dims, self._filled, self._ids = folder, rows, dims, 0, []
         self._temp = folder / f".{EMBEDDINGS}.tmp"
-        self._half = np.lib.format.open_memmap(
-            self._temp, mode="w+", dtype=np.float16, shape=(rows, dims)
-        )
+        self._file = open(self._temp, "wb")  # noqa: SIM115 (closed by commit)
+        header = {"descr": np.dtype(np.float16).str, "fortran_order": False, "shape": (rows, dims)}
+        np.lib.format.write_array_header_1_0(self._file, header)
 
     def write(self, client_ids: np.ndarray, embeddings: np.ndarray) -> None:
         vectors = np.asarray(embeddings, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dims:
+            raise ValueError(f"embeddings must be rows of {self.dims}, got shape {vectors.shape}")
         if not np.isfinite(vectors).all():
             raise ValueError("embeddings hold NaN or infinity")
         with np.errstate(over="ignore"):
             half = vectors.astype(np.float16)
         if not np.isfinite(half).all():
             raise ValueError("embeddings overflow float16 (|value| > 65504)")
-        end = self._filled + len(half)
-        self._half[self._filled : end] = half
+        if self._filled + len(half) > self.rows:
+            raise ValueError(f"more than the {self.rows} rows announced")
+        self._file.write(np.ascontiguousarray(half).tobytes())
         self._ids.append(np.asarray(client_ids, dtype=np.int64))
-        self._filled = end
+        self._filled += len(half)
 
     def commit(self) -> None:
         if self._filled != self.rows:
             raise ValueError(f"{self._filled} of {self.rows} rows written")
-        self._half.flush()
-        del self._half
+        self._file.close()
         _atomic_save(self.folder / CLIENT_IDS, np.concatenate(self._ids))
         os.replace(self._temp, self.folder / EMBEDDINGS)
 

@@ -10,9 +10,10 @@ from ubp_assets.automation import FOLLOWS_INPUTS
 from ubp_assets.evaluation.oracle import gap_closed
 from ubp_assets.evaluation.report import gap_table, score_table, with_sums, write_report
 from ubp_assets.evaluation.submission import read_submission
-from ubp_assets.evaluation.targets import Targets
+from ubp_assets.evaluation.targets import TASKS, Targets
 from ubp_assets.metadata import column_schema
 from ubp_assets.methods import BASELINE, CEILING, METHODS, Method, method_assets
+from ubp_assets.progress import Progress
 from ubp_assets.resources import WAREHOUSE_POOL, ProbeSettings, UbpStorage
 from ubp_assets.warehouse import write_table
 
@@ -50,7 +51,9 @@ def build_probe_scores(methods: tuple[Method, ...] = METHODS) -> dg.AssetsDefini
             context.log.info(
                 f"not scored, as the probe settings ask (UBP_PROBE_METHODS): {', '.join(skipped)}"
             )
-        for method in (m for m in methods if probe_settings.scores(m.name)):
+        scored = [m for m in methods if probe_settings.scores(m.name)]
+        progress = Progress("task", len(scored) * len(TASKS), context.log.info)
+        for method in scored:
             folder = storage.embeddings_dir / method.name
             if not folder.is_dir() and method.optional:
                 context.log.info(f"no {method.name} embeddings on this release: not scored")
@@ -62,10 +65,16 @@ def build_probe_scores(methods: tuple[Method, ...] = METHODS) -> dg.AssetsDefini
             client_ids, vectors = read_submission(folder)
             context.log.info(f"scoring {method.name} ({vectors.shape[1]} dimensions) on every task")
             for row in score_method(
-                client_ids, vectors, found, probe_settings.profile, probe_settings.device
+                client_ids,
+                vectors,
+                found,
+                probe_settings.profile,
+                probe_settings.device,
+                on_task=lambda row, name=method.name: progress.advance(
+                    row["clients"], f"{name} {row['task']} (score {row['score']:.4f})"
+                ),
             ):
                 rows.append({"method": method.name, "dimensions": vectors.shape[1], **row})
-                context.log.info(f"  {method.name} {row['task']}: {row['score']:.4f}")
         scores = with_sums(pl.DataFrame(rows))
         scores = gap_closed(scores, BASELINE, CEILING).with_columns(
             pl.lit(probe_settings.profile).alias("profile"),

@@ -10,6 +10,7 @@ from ubp_assets.automation import RETRAINS_WEEKLY
 from ubp_assets.inputs import read_training_rows
 from ubp_assets.markdown import png_markdown
 from ubp_assets.model.tuning import SEED
+from ubp_assets.progress import Progress
 from ubp_assets.resources import WAREHOUSE_POOL, TrainingSettings, UbpStorage
 
 
@@ -50,10 +51,13 @@ def autoencoder(
     )
     rows = read_training_rows(warehouse, training_settings.sample_clients, SEED)
     context.log.info(f"training on {rows.described} x {rows.features.shape[1]} features")
+    progress = Progress("epoch", config.epochs, context.log.info)  # time left: at most
     result = train_autoencoder(
         rows.features,
         config,
-        on_epoch=lambda e, mse: context.log.info(f"epoch {e}: held-out reconstruction {mse:.4f}"),
+        on_epoch=lambda _, mse: progress.advance(
+            len(rows.features), f"(held-out reconstruction {mse:.4f})"
+        ),
     )
     scaler = pl.read_parquet(storage.scaler_path)
     save_model(

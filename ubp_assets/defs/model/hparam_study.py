@@ -11,6 +11,7 @@ from ubp_assets.evaluation.targets import Targets
 from ubp_assets.inputs import read_training_rows
 from ubp_assets.markdown import markdown_table, png_markdown
 from ubp_assets.model.tuning import OBJECTIVE, SEED, tuning_tasks
+from ubp_assets.progress import Progress
 from ubp_assets.resources import WAREHOUSE_POOL, TrainingSettings, UbpStorage
 
 
@@ -74,11 +75,17 @@ def hparam_study(
         f"study has {len(study.trials)} trials; adding {owed} "
         f"({training_settings.trials} a materialization, less those an interrupted run finished)"
     )
+    progress = Progress("trial", owed, context.log.info)
     study.optimize(
         make_objective(rows.features, tasks, base, log=context.log.info, owner=context.run.run_id),
         n_trials=owed,
         timeout=training_settings.study_timeout_s,
         catch=(),
+        callbacks=[
+            lambda _, trial: progress.advance(
+                len(rows.client_ids), f"{trial.number} {trial.state.name.lower()}"
+            )
+        ],
     )
     if not [t for t in study.trials if t.state.name == "COMPLETE"]:
         raise dg.Failure(description="no trial of the study has completed yet")
