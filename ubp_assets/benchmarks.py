@@ -375,11 +375,6 @@ def print_model(figures: dict) -> None:
     )
 
 
-# Steps that are not the way to the submission: scored or bounded apart (the issue's
-# "probe scoring apart, measured on its own").
-SCORING_STEPS = ("probe_scores", "history_bound_scores")
-
-
 def step_spans(home: Path) -> dict[str, tuple[float, float]]:
     """Every finished step of every run of the instance in `home`: (start, end) timestamps."""
     import dagster as dg
@@ -398,9 +393,8 @@ def step_spans(home: Path) -> dict[str, tuple[float, float]]:
 
 
 def run_figures(spans: dict[str, tuple[float, float]], sampler: RssSampler) -> dict:
-    """Each step's seconds and peak, and the two spans the targets name: raw -> feature_matrix
-    (from the events step's start) and raw -> user_embeddings, each with its seconds and peak,
-    both less the scoring steps that ran inside them (their time and their memory)."""
+    """Each step's seconds and peak, and the two spans the targets name, from the events step's
+    start: raw -> feature_matrix and raw -> user_embeddings, each with its seconds and peak."""
     gib = 2**30
     steps = {
         key: {
@@ -416,37 +410,36 @@ def run_figures(spans: dict[str, tuple[float, float]], sampler: RssSampler) -> d
         ("raw_to_user_embeddings", "user_embeddings"),
     ):
         end = spans[last][1]
-        scoring = [
-            (max(s, first), min(e, end))
-            for key, (s, e) in spans.items()
-            if key in SCORING_STEPS and s < end and e > first
-        ]
-        kept = [
-            rss
-            for t, rss in sampler.samples
-            if first <= t <= end and not any(s <= t <= e for s, e in scoring)
-        ]
         figures[name] = {
-            "seconds": round(end - first - sum(e - s for s, e in scoring), 1),
-            "peak_gib": round(max(kept, default=0) / gib, 2),
+            "seconds": round(end - first, 1),
+            "peak_gib": round(sampler.peak_between(first, end) / gib, 2),
         }
     figures["peak_gib"] = round(max((r for _, r in sampler.samples), default=0) / gib, 2)
     return figures
 
 
 def bench_scale(scale: str = "full", reference: str = "quarter", seed: int = 2025) -> dict:
-    """`ubp run` end to end at `reference` and at `scale`, one after the other, each on a fresh
-    data directory: every step's time and the peak resident memory of the whole process tree
-    (a step process of the multiprocess executor included), sampled every second."""
+    """`ubp run --no-scoring` end to end (to the submission files; the probe is measured on its
+    own) at `reference` and at `scale`, one after the other, each on a fresh data directory:
+    every step's time and the peak resident memory of the whole process tree (a step process of
+    the multiprocess executor included), sampled every second."""
     figures: dict = {"scale": scale, "reference": reference}
     for name in dict.fromkeys((reference, scale)):
         with tempfile.TemporaryDirectory() as tmp:
             env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "UBP_RAW_DIR")}
-            command = [sys.executable, "-m", "ubp_assets.cli", "run", "--scale", name]
+            command = [
+                sys.executable,
+                "-m",
+                "ubp_assets.cli",
+                "run",
+                "--scale",
+                name,
+                "--no-scoring",
+            ]
             started = time.time()
             with open(f"{tmp}/output.txt", "w") as output:
                 child = subprocess.Popen(
-                    [*command, "--seed", str(seed)],
+                    [*command, "--scale", name, "--seed", str(seed)],
                     env={**env, "UBP_DATA_DIR": f"{tmp}/data"},
                     stdout=output,
                     stderr=subprocess.STDOUT,
@@ -487,7 +480,7 @@ def print_scale(figures: dict) -> None:
         matrix, embeddings = f["raw_to_feature_matrix"], f["raw_to_user_embeddings"]
         print(
             f"{n}: raw -> feature_matrix {matrix['seconds']}s, peak {matrix['peak_gib']} GiB; "
-            f"raw -> user_embeddings (scoring apart) {embeddings['seconds']}s, peak "
+            f"raw -> user_embeddings {embeddings['seconds']}s, peak "
             f"{embeddings['peak_gib']} GiB; whole run {f['wall_seconds']}s, "
             f"peak {f['peak_gib']} GiB"
         )

@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated methods probe_scores scores, or 'all' (default: all, except at the "
         "full release's size: universal,aggregated_baseline; or $UBP_PROBE_METHODS)",
     )
+    run.add_argument(
+        "--no-scoring",
+        action="store_true",
+        help="stop at the submission files: no probe scores, no history bound",
+    )
     bench = sub.add_parser("bench-synth", help="benchmark the generator's speed and peak memory")
     bench.add_argument("--scale", default="tenth", choices=scales, help="scale to measure")
     bench.add_argument("--reference", default="demo", choices=scales, help="measured beside it")
@@ -81,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     commands = {
         "run": lambda: run_main_job(
-            args.scale, args.seed, args.data_dir, args.raw_dir, args.probe_methods
+            args.scale,
+            args.seed,
+            args.data_dir,
+            args.raw_dir,
+            args.probe_methods,
+            scoring=not args.no_scoring,
         ),
         "validate": lambda: validate_main(args.folder, args.data_dir, args.raw_dir),
         "score": lambda: score_main(args.folder, args.name, args.data_dir, args.raw_dir),
@@ -150,6 +160,8 @@ def run_main_job(
     data_dir: str | None,
     raw_dir: str | None,
     probe_methods: str | None = None,
+    *,
+    scoring: bool = True,
 ) -> int:
     storage = project_storage(data_dir, raw_dir)
     home = dagster_home(storage.root)
@@ -170,7 +182,9 @@ def run_main_job(
         probe = probe_settings(probe_methods, full_size)
     except ValueError as error:
         raise SystemExit(f"[ubp] {error}") from None
-    if probe.methods:
+    if not scoring:
+        _say("no scoring (--no-scoring): the run stops at the submission files")
+    elif probe.methods:
         _say(f"the probe scores {', '.join(probe.methods)} (--probe-methods all: every method)")
     defs = make_definitions(build_resources(storage, probe=probe))
     instance = dg.DagsterInstance.from_config(str(home))
@@ -194,6 +208,7 @@ def run_main_job(
             seed=seed,
             keys=event_days.get_partition_keys(),
             methods=probe.methods,
+            scoring=scoring,
         )
     except RunInterrupted:
         # The run is canceled and recorded; a native thread pool (DuckDB's, polars') the interrupt
@@ -219,19 +234,23 @@ def run_main_job(
     return 0
 
 
-def embedding_assets(defs, methods: list[str]):
+SCORING = ("probe_scores", "history_bound_scores")
+
+
+def embedding_assets(defs, methods: list[str], *, scoring: bool = True):
     """The embeddings job's assets that the probe's methods need (every one when `methods` is
-    empty): at the full release's size the methods not scored are not built either."""
+    empty): at the full release's size the methods not scored are not built either. Without
+    `scoring`, the scores and the history bound are left out."""
     import dagster as dg
 
     from ubp_assets.defs.automation.jobs import EMBEDDINGS
     from ubp_assets.methods import METHODS
 
-    if not methods:
+    if not methods and scoring:
         return None
-    built = [m.asset for m in METHODS if m.name in methods]
+    built = [m.asset for m in METHODS if not methods or m.name in methods]
     needed = (dg.AssetSelection.assets(*built).upstream() & EMBEDDINGS) | dg.AssetSelection.assets(
-        "targets", "probe_scores", "history_bound_scores"
+        "targets", *(SCORING if scoring else ())
     )
     return sorted(needed.resolve(defs.resolve_asset_graph()))
 
@@ -246,6 +265,7 @@ def _run_jobs(
     seed: int,
     keys: list[str],
     methods: list[str],
+    scoring: bool = True,
 ) -> None:
     from ubp_assets.runs import execute_job
 
@@ -280,10 +300,10 @@ def _run_jobs(
         "targets, the baselines, the Optuna study, the autoencoder, embeddings, probe scores, "
         "the history bound"
     )
-    selection = embedding_assets(defs, methods)
+    selection = embedding_assets(defs, methods, scoring=scoring)
     if selection is not None:
         names = ", ".join(k.to_user_string() for k in selection)
-        _say(f"built for the probe's methods only: {names}")
+        _say(f"built for the probe's methods only: {names}" if methods else f"built: {names}")
     run("embeddings_job", asset_selection=selection)
 
 

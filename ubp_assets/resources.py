@@ -232,7 +232,7 @@ class ScaleSettings(dg.ConfigurableResource):
         default=125_000, ge=1, description="relevant clients a per-client stage holds at a time"
     )
     warehouse_memory: str = Field(
-        default="4GB",
+        default="2GB",
         description="DuckDB's memory_limit: past it, a table being replaced shard by shard is "
         "written out to the file rather than held until its transaction commits",
     )
@@ -243,7 +243,7 @@ class ScaleSettings(dg.ConfigurableResource):
         return cls(
             chunk_days=int(env.get("UBP_CHUNK_DAYS", "14")),
             clients_per_shard=int(env.get("UBP_CLIENTS_PER_SHARD", "125000")),
-            warehouse_memory=env.get("UBP_WAREHOUSE_MEMORY", "4GB"),
+            warehouse_memory=env.get("UBP_WAREHOUSE_MEMORY", "2GB"),
         )
 
 

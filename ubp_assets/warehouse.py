@@ -46,12 +46,14 @@ def write_table(
         conn.execute("BEGIN TRANSACTION")
         try:
             for i, part in enumerate(parts):
-                conn.register("_incoming", part.to_arrow())
+                # DuckDB reads the local variable by a replacement scan: a registered view would
+                # keep every part alive until the connection closes (unregistering or not).
+                _incoming = part.to_arrow()
                 if i == 0:
                     conn.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _incoming')
                 else:
                     conn.execute(f'INSERT INTO "{name}" SELECT * FROM _incoming')
-                conn.unregister("_incoming")
+                del _incoming
                 rows += part.height
         except BaseException:
             conn.execute("ROLLBACK")

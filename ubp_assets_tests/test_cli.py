@@ -195,3 +195,9 @@ def test_ubp_run_builds_only_what_the_probes_methods_need(tmp_path):
     assert not built & {"oracle_embeddings", "random_embeddings", "feature_matrix_embeddings"}
     just_random = {k.to_user_string() for k in embedding_assets(defs, ["random"])}
     assert just_random == {"random_embeddings", "targets", "probe_scores", "history_bound_scores"}
+    # --no-scoring: the same embeddings, then nothing scored
+    unscored = {k.to_user_string() for k in embedding_assets(defs, ["random"], scoring=False)}
+    assert unscored == {"random_embeddings", "targets"}
+    every = {k.to_user_string() for k in embedding_assets(defs, [], scoring=False)}
+    assert {"user_embeddings", "oracle_embeddings", "random_embeddings"} <= every
+    assert not every & {"probe_scores", "history_bound_scores"}

@@ -48,4 +48,4 @@ def test_the_warehouse_holds_at_most_the_memory_configured(tmp_path, monkeypatch
         with warehouse["warehouse"].get_connection() as conn:
             assert conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == shown
     monkeypatch.delenv("UBP_WAREHOUSE_MEMORY", raising=False)
-    assert ScaleSettings.from_env().warehouse_memory == "4GB"
+    assert ScaleSettings.from_env().warehouse_memory == "2GB"
