@@ -439,7 +439,7 @@ def bench_scale(scale: str = "full", reference: str = "quarter", seed: int = 202
             started = time.time()
             with open(f"{tmp}/output.txt", "w") as output:
                 child = subprocess.Popen(
-                    [*command, "--scale", name, "--seed", str(seed)],
+                    [*command, "--seed", str(seed)],
                     env={**env, "UBP_DATA_DIR": f"{tmp}/data"},
                     stdout=output,
                     stderr=subprocess.STDOUT,

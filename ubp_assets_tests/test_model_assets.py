@@ -178,27 +178,24 @@ def _folders(data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return found
 
 
+def rebuilt(raw, data, instance, assets: list[str], scale: ScaleSettings):
+    """The assets materialized again with the given shards (the fixture's resources otherwise)."""
+    return dg.materialize(
+        ALL,
+        selection=assets,
+        resources={**resources(raw, data), "scale_settings": scale},
+        instance=instance,
+    )
+
+
 def test_embeddings_built_in_client_shards_equal_one_pass(trained, tiny_release):
     data, instance, _ = trained
     assets = ["user_embeddings", "feature_matrix_embeddings"]
-    assert dg.materialize(
-        ALL,
-        selection=assets,
-        resources={**resources(tiny_release, data), "scale_settings": ScaleSettings()},
-        instance=instance,
-    ).success
+    assert rebuilt(tiny_release, data, instance, assets, ScaleSettings()).success
     one_pass = _folders(data)
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
         table = conn.execute("SELECT * FROM user_embeddings ORDER BY client_id").pl()
-    sharded = dg.materialize(
-        ALL,
-        selection=assets,
-        resources={
-            **resources(tiny_release, data),
-            "scale_settings": ScaleSettings(clients_per_shard=300),
-        },
-        instance=instance,
-    )
+    sharded = rebuilt(tiny_release, data, instance, assets, ScaleSettings(clients_per_shard=300))
     assert metadata_of(sharded, "user_embeddings")["client_shards"] == 4
     for name, (ids, vectors) in _folders(data).items():
         np.testing.assert_array_equal(ids, one_pass[name][0], err_msg=name)
@@ -217,15 +214,7 @@ def test_affinity_built_in_client_shards_equals_one_pass(trained, tiny_release):
             return {t: conn.execute(f"SELECT * FROM {t} ORDER BY ALL").pl() for t in tables}
 
     one_pass = stored()  # the fixture's build: every client in one shard
-    sharded = dg.materialize(
-        ALL,
-        selection=tables,
-        resources={
-            **resources(tiny_release, data),
-            "scale_settings": ScaleSettings(clients_per_shard=300),
-        },
-        instance=instance,
-    )
+    sharded = rebuilt(tiny_release, data, instance, tables, ScaleSettings(clients_per_shard=300))
     assert metadata_of(sharded, "item_affinity")["client_shards"] == 4
     assert metadata_of(sharded, "product_urls")["client_shards"] == 4
     for name, table in stored().items():

@@ -73,7 +73,7 @@ def profile_at_cutoff(
 
     parts = []
     for shard in client_shards(client_ids, clients_per_shard):
-        ids = pl.LazyFrame({"client_id": np.unique(client_ids)}).filter(shard.rows())
+        ids = pl.LazyFrame({"client_id": shard.members(client_ids)})
         parts.append(
             client_profile(before.filter(shard.rows()).join(ids, "client_id", "semi"), cutoff)
         )
