@@ -422,7 +422,10 @@ def bench_scale(scale: str = "full", reference: str = "quarter", seed: int = 202
     """`ubp run --no-scoring` end to end (to the submission files; the probe is measured on its
     own) at `reference` and at `scale`, one after the other, each on a fresh data directory:
     every step's time and the peak resident memory of the whole process tree (a step process of
-    the multiprocess executor included), sampled every second."""
+    the multiprocess executor included), sampled every second; then one new day as the nightly
+    schedule takes it in (`run_update` of the last day), against raw -> feature_matrix."""
+    from ubp_assets.synthetic import get_scale
+
     figures: dict = {"scale": scale, "reference": reference}
     for name in dict.fromkeys((reference, scale)):
         with tempfile.TemporaryDirectory() as tmp:
@@ -452,6 +455,18 @@ def bench_scale(scale: str = "full", reference: str = "quarter", seed: int = 202
             figures[name] = {
                 "wall_seconds": round(time.time() - started, 1),
                 **run_figures(step_spans(Path(f"{tmp}/data/dagster_home")), sampler),
+            }
+            last = str(get_scale(name).last_day)
+            _, seconds, peak = _child_peak(
+                f"from ubp_assets.benchmarks import run_update\n"
+                f"result = run_update({last!r}, {last!r})\n",
+                {"UBP_DATA_DIR": f"{tmp}/data", "DAGSTER_HOME": f"{tmp}/data/dagster_home"},
+            )
+            matrix_seconds = figures[name]["raw_to_feature_matrix"]["seconds"]
+            figures[name]["new_day"] = {
+                "seconds": round(seconds, 1),
+                "peak_gib": round(peak / 2**30, 2),
+                "share": round(seconds / max(matrix_seconds, 1e-9), 4),
             }
     big, small = figures[scale], figures[reference]
     for span in ("raw_to_feature_matrix", "raw_to_user_embeddings"):
@@ -483,6 +498,11 @@ def print_scale(figures: dict) -> None:
             f"raw -> user_embeddings {embeddings['seconds']}s, peak "
             f"{embeddings['peak_gib']} GiB; whole run {f['wall_seconds']}s, "
             f"peak {f['peak_gib']} GiB"
+        )
+        day = f["new_day"]
+        print(
+            f"{n}: one new day (one run of update_job) {day['seconds']}s = "
+            f"{100 * day['share']:.1f}% of raw -> feature_matrix, peak {day['peak_gib']} GiB"
         )
     if len(names) == 2:
         for span in ("raw_to_feature_matrix", "raw_to_user_embeddings"):

@@ -215,20 +215,22 @@ class TrainingSettings(dg.ConfigurableResource):
 
 
 class ScaleSettings(dg.ConfigurableResource):
-    """How much a step holds at once (UBP_CHUNK_DAYS, UBP_CLIENTS_PER_SHARD): memory is set by
+    """How much a step holds at once (UBP_CHUNK_EVENTS, UBP_CLIENTS_PER_SHARD): memory is set by
     these, not by the data.
 
-    A backfill of the day partitions, from the UI or `ubp run`, builds `chunk_days` days at a
-    time in one run; at the full release's size a day of events is about 0.85M rows (about 45 MB
-    in memory), so the default of 14 days keeps the events step near 2 GiB. The families' folds
-    work on the relevant clients in shards of at most `clients_per_shard` (`shards.py`): one
-    shard at the demo scale, eight at the full release's. A table is replaced in one DuckDB
-    transaction; `warehouse_memory` caps what DuckDB holds of it, which is otherwise up to 80% of
-    the machine (ten parts of 100,000 x 1,000 float32 in one transaction: 7.0 GiB uncapped,
-    3.3 GiB with a 3GB cap).
+    A backfill of the day partitions, from the UI or `ubp run`, builds a chunk of days at a time
+    in one run, as many days as hold about `chunk_events` events (`chunk_days`): 14 days at the
+    quarter scale, 3 at the full release's (about 0.84M events a day), where 14 days held 4.0 GiB
+    in the events step against 1.6 for 4 days. The families' folds work on the relevant clients
+    in shards of at most `clients_per_shard` (`shards.py`): one shard at the demo scale, eight at
+    the full release's. A table is replaced in one DuckDB transaction; `warehouse_memory` caps
+    what DuckDB holds of it, which is otherwise up to 80% of the machine (ten parts of
+    100,000 x 1,000 float32 in one transaction: 7.0 GiB uncapped, 3.3 GiB with a 3GB cap).
     """
 
-    chunk_days: int = Field(default=14, ge=1, description="days a backfill builds at a time")
+    chunk_events: int = Field(
+        default=3_000_000, ge=1, description="events a backfill builds at a time, in whole days"
+    )
     clients_per_shard: int = Field(
         default=125_000, ge=1, description="relevant clients a per-client stage holds at a time"
     )
@@ -238,11 +240,16 @@ class ScaleSettings(dg.ConfigurableResource):
         "written out to the file rather than held until its transaction commits",
     )
 
+    def chunk_days(self, events_per_day: float) -> int:
+        """Days a chunk holds: as many as fit `chunk_events` at this many events a day, one at
+        the least."""
+        return max(1, int(self.chunk_events // max(events_per_day, 1.0)))
+
     @classmethod
     def from_env(cls) -> ScaleSettings:
         env = os.environ
         return cls(
-            chunk_days=int(env.get("UBP_CHUNK_DAYS", "14")),
+            chunk_events=int(env.get("UBP_CHUNK_EVENTS", "3000000")),
             clients_per_shard=int(env.get("UBP_CLIENTS_PER_SHARD", "125000")),
             warehouse_memory=env.get("UBP_WAREHOUSE_MEMORY", "2GB"),
         )

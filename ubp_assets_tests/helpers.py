@@ -1,15 +1,24 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import dagster as dg
 
 from ubp_assets.definitions import load_stage_definitions
 from ubp_assets.defs.events.events import events
+from ubp_assets.events.table import events_per_day
+from ubp_assets.partitions import FIRST_DAY, LAST_DAY
 from ubp_assets.resources import ScaleSettings, UbpStorage, build_resources
+from ubp_assets.storage import day_range
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+
+
+def chunk_events_for(raw: Path, days: int) -> int:
+    """The UBP_CHUNK_EVENTS that makes a backfill of this release build `days` days a chunk."""
+    return math.ceil(days * events_per_day(raw, len(day_range(FIRST_DAY, LAST_DAY))))
 
 
 def materialize_events(
@@ -24,7 +33,7 @@ def materialize_events(
     """Materialize the events partitions first..last in one run, as a single-run backfill does."""
     resources = build_resources(
         UbpStorage(data_dir=str(data), raw_dir=str(raw)),
-        scale=ScaleSettings(chunk_days=chunk_days),
+        scale=ScaleSettings(chunk_events=chunk_events_for(raw, chunk_days)),
     )
     kwargs = (
         {"partition_key": first}

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from ubp_assets.events.raw_reader import RawDataError, read_products
-from ubp_assets.events.table import build_events
+from ubp_assets.events.schema import RAW_EVENT_FILES
+from ubp_assets.events.table import build_events, events_per_day
+from ubp_assets.partitions import FIRST_DAY, LAST_DAY
+from ubp_assets.resources import ScaleSettings
+from ubp_assets.storage import day_range
 from ubp_assets_tests.helpers import failure_message, materialization_metadata, materialize_events
 
 DAY = "2022-06-01"
@@ -104,6 +109,23 @@ def test_unparsable_timestamps_are_quarantined_as_undated(raw_copy, tmp_path):
         json.loads(undated.filter(pl.col("reason") == "null timestamp")["row"][0])["timestamp"]
         is None
     )
+
+
+def test_a_backfill_chunk_holds_about_chunk_events_events(raw_copy):
+    """The days a chunk holds follow the release's events a day, counted from the raw files'
+    footers: four times the events a day, a quarter of the days (so the full release's chunk
+    holds what the quarter's does), and never less than one day."""
+    days = len(day_range(FIRST_DAY, LAST_DAY))
+    rows = sum(
+        pl.scan_parquet(raw_copy / spec.filename).select(pl.len()).collect().item()
+        for spec in RAW_EVENT_FILES.values()
+    )
+    per_day = events_per_day(raw_copy, days)
+    assert per_day == rows / days > 0
+    settings = ScaleSettings(chunk_events=math.ceil(14 * per_day))
+    assert settings.chunk_days(per_day) == 14
+    assert settings.chunk_days(4 * per_day) == 3
+    assert settings.chunk_days(100 * per_day) == 1
 
 
 def test_a_chunked_backfill_equals_one_pass_and_quarantines_each_row_once(raw_copy, tmp_path):

@@ -19,20 +19,20 @@ from ubp_assets.features.matrix import build_feature_matrix, check_stored_matrix
 from ubp_assets.features.pipeline import FEATURES
 from ubp_assets.resources import FeatureSettings, ScaleSettings, UbpStorage, build_resources
 from ubp_assets.shards import client_shards
-from ubp_assets_tests.helpers import RANGE_END, RANGE_START, failure_message
+from ubp_assets_tests.helpers import RANGE_END, RANGE_START, chunk_events_for, failure_message
 
 FIRST, LAST, CUTOFF = "2022-04-14", "2022-05-03", "2022-05-01"
 ASSETS = [events, daily_partials, challenge_split, family_features, feature_matrix]
 
 
 def resources(raw, data, cutoff=CUTOFF):
-    """Six days at a time and 300 clients a shard: the 20 days are built in four chunks and the
-    1,000 relevant clients folded in four shards, which the comparisons with the in-memory
-    pipeline below then cover."""
+    """About six days at a time and 300 clients a shard: the 20 days are built in several chunks
+    and the 1,000 relevant clients folded in four shards, which the comparisons with the
+    in-memory pipeline below then cover."""
     return build_resources(
         UbpStorage(data_dir=str(data), raw_dir=str(raw)),
         FeatureSettings(cutoff=cutoff),
-        scale=ScaleSettings(chunk_days=6, clients_per_shard=300),
+        scale=ScaleSettings(chunk_events=chunk_events_for(raw, 6), clients_per_shard=300),
     )
 
 

@@ -25,7 +25,7 @@ from ubp_assets.events.schema import (
     RAW_FILES,
     EventType,
 )
-from ubp_assets.raw.files import timestamp_span
+from ubp_assets.raw.files import file_state, timestamp_span
 from ubp_assets.storage import atomic_write, day_chunks, day_range, scan_days
 
 REJECTED_FILE = "rejected.parquet"
@@ -70,6 +70,15 @@ def build_events(
     """
     with one_version(raw_dir, RAW_FILES.values()):
         return _build(raw_dir, first, last, partitions, read_products(raw_dir), undated=True)
+
+
+def events_per_day(raw_dir: str | Path, days: int) -> float:
+    """The release's events a day over its `days` days, on average, from the raw files' footers
+    (nothing else is read): what sizes a backfill's chunk of days."""
+    rows = sum(
+        file_state(Path(raw_dir) / spec.filename).rows or 0 for spec in RAW_EVENT_FILES.values()
+    )
+    return rows / max(days, 1)
 
 
 def events_in_chunks(

@@ -14,6 +14,7 @@ from ubp_assets.events.table import (
     check_timestamps_in_partition,
     count_skus_missing_from_products,
     events_in_chunks,
+    events_per_day,
     raw_days_within,
     scan_events,
     write_quarantine,
@@ -51,9 +52,9 @@ CHECKS = {
     ],
     description="Every event of the five raw files as one typed table (client_id, timestamp, "
     "event_type, sku, category, price, url, query), one parquet file per day in a hive layout. "
-    "A run over many days builds them a chunk of days at a time (UBP_CHUNK_DAYS), so its memory "
-    "is set by the chunk; rerunning a day replaces it exactly. Bad rows "
-    "are counted and written to the quarantine, never dropped silently.",
+    "A run over many days builds them a chunk of days at a time (as many as hold about "
+    "UBP_CHUNK_EVENTS events), so its memory is set by the chunk; rerunning a day replaces it "
+    "exactly. Bad rows are counted and written to the quarantine, never dropped silently.",
 )
 def events(
     context: dg.AssetExecutionContext,
@@ -63,7 +64,9 @@ def events(
 ) -> dg.MaterializeResult:
     first, last = window_days(context)
     days = day_range(first, last)
-    chunk_days = scale_settings.chunk_days
+    chunk_days = scale_settings.chunk_days(
+        events_per_day(storage.raw_path, len(day_range(FIRST_DAY, LAST_DAY)))
+    )
     progress = Progress("chunk", len(day_chunks(days, chunk_days)), context.log.info)
     context.log.info(
         f"building events for {first}..{last} ({len(days)} days, {chunk_days} at a time) "

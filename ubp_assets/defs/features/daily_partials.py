@@ -57,7 +57,10 @@ def daily_partials(
     relevant = None
     if any(s.relevant_only for s in selected.values()):
         relevant = pl.Series(load_relevant_clients(storage)).implode()
-    chunks = day_chunks(days, scale_settings.chunk_days)
+    # As many days a chunk as hold about chunk_events events (the day files' footers count them).
+    day_rows = scan_events(storage.events_dir, days).select(pl.len()).collect().item()
+    chunk_days = scale_settings.chunk_days(day_rows / len(days))
+    chunks = day_chunks(days, chunk_days)
     names = pl.LazyFrame()
     if any(s.needs_names for s in selected.values()):
         # The names of the run's products, parsed once: a new day needs a few thousand of them.
@@ -89,7 +92,7 @@ def daily_partials(
                 "dagster/row_count": rows[name],
                 "dagster/column_schema": column_schema(previews[name].schema),
                 "days": f"{first}..{last}",
-                "chunk_days": scale_settings.chunk_days,
+                "chunk_days": chunk_days,
                 "preview": dg.MetadataValue.md(markdown_table(previews[name])),
             },
         )
