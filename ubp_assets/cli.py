@@ -297,8 +297,8 @@ def _run_jobs(
         },
     )
     _say(
-        "targets, the baselines, the Optuna study, the autoencoder, embeddings, probe scores, "
-        "the history bound"
+        "targets, the baselines, the Optuna study, the autoencoder, embeddings"
+        + (", probe scores, the history bound" if scoring else "")
     )
     selection = embedding_assets(defs, methods, scoring=scoring)
     if selection is not None:
