@@ -7,7 +7,13 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from ubp_assets.evaluation.submission import read_submission, submission_problems, write_submission
+from ubp_assets.evaluation.submission import (
+    CLIENT_IDS,
+    EMBEDDINGS,
+    StoredEmbeddings,
+    submission_problems,
+    write_submission,
+)
 from ubp_assets.inputs import load_relevant_clients
 from ubp_assets.markdown import markdown_table
 from ubp_assets.resources import UbpStorage
@@ -41,19 +47,22 @@ def publish_embeddings(
 def published(storage: UbpStorage, methods: list[str], seconds: float, *, metadata=None):
     """Check each method's submission files as written (one check result for them all); the
     materialization describes the first. `metadata` adds to what every embedding asset reports.
+    The embeddings are read a block of rows at a time: at the real size a method's file is a few
+    GB, and holding it whole set the step's peak memory.
     """
     relevant = load_relevant_clients(storage)
     problems: list[str] = []
-    first = None
     for method in methods:
-        stored_ids, stored = read_submission(storage.embeddings_dir / method)
-        found = submission_problems(stored_ids, stored, relevant)
+        folder = storage.embeddings_dir / method
+        stored = StoredEmbeddings.open(folder / EMBEDDINGS)
+        found = submission_problems(np.load(folder / CLIENT_IDS), stored, relevant)
         prefix = f"{method}: " if len(methods) > 1 else ""
         problems += [prefix + p for p in found]
-        first = first or (method, stored_ids[:5], stored[:5].copy(), stored.shape, stored.nbytes)
-        del stored_ids, stored  # one method's arrays at a time, not all of them
-    method, head_ids, head, shape, nbytes = first
+    method = methods[0]
     folder = storage.embeddings_dir / method
+    stored = StoredEmbeddings.open(folder / EMBEDDINGS)
+    head_ids, head, shape = np.load(folder / CLIENT_IDS)[:5], stored.head(5), stored.shape
+    nbytes = int(np.prod(shape, dtype=np.int64)) * stored.dtype.itemsize
     preview = pl.DataFrame(
         {"client_id": head_ids}
         | {f"dim_{j}": head[:, j].astype(np.float32) for j in range(min(8, shape[1]))}

@@ -10,6 +10,8 @@ shards on every machine, and a shard's clients are the same whatever engine runs
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,3 +60,23 @@ def every_client(shards: list[Shard]) -> list[pl.Expr]:
     starts = [int(np.iinfo(np.int64).min), *(s.first for s in shards[1:])]
     ends = [*(s.first - 1 for s in shards[1:]), int(np.iinfo(np.int64).max)]
     return [pl.col("client_id").is_between(a, b) for a, b in zip(starts, ends, strict=True)]
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+def release_freed_memory() -> None:
+    """Hand the memory a finished shard freed back to the system. glibc keeps the mid-sized
+    buffers polars and numpy free (a wide shard's columns, hundreds of KB each, fall under its
+    mmap threshold once that has risen) in its heaps: over nine shards of the full release's
+    `user_embeddings` that held 6 GiB the step no longer used (13.6 GiB peak, 10.2 with this).
+    A no-op where the C library is not glibc."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)

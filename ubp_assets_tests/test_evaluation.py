@@ -17,6 +17,7 @@ from ubp_assets.evaluation.split import (
     split_from_events,
 )
 from ubp_assets.evaluation.submission import (
+    StoredEmbeddings,
     read_submission,
     submission_problems,
     write_submission,
@@ -272,10 +273,30 @@ def test_valid_submission_round_trips_and_passes(tmp_path):
         (np.array([1, 2, 3], np.int32), np.ones((3, 2), np.float16), "int64"),
     ],
 )
-def test_each_broken_rule_is_reported(ids, vectors, problem):
+def test_each_broken_rule_is_reported(ids, vectors, problem, tmp_path):
     relevant = np.array([1, 2, 3], dtype=np.int64)
     found = submission_problems(ids.astype(ids.dtype), vectors, relevant)
     assert any(problem in p for p in found), found
+    np.save(tmp_path / "embeddings.npy", vectors)
+    stored = StoredEmbeddings.open(tmp_path / "embeddings.npy")
+    assert submission_problems(ids, stored, relevant) == found  # the file read in blocks
+
+
+def test_stored_embeddings_are_read_in_blocks_as_numpy_loads_them(tmp_path):
+    values = np.arange(70, dtype=np.float16).reshape(10, 7)
+    values[1, 1], values[8, 3] = np.nan, np.inf
+    np.save(tmp_path / "c.npy", values)
+    np.save(tmp_path / "f.npy", np.asfortranarray(values))
+    stored = StoredEmbeddings.open(tmp_path / "c.npy")
+    assert (stored.shape, stored.dtype) == ((10, 7), np.float16)
+    blocks = list(stored.blocks(rows=3))
+    assert [len(b) for b in blocks] == [3, 3, 3, 1]
+    np.testing.assert_array_equal(np.concatenate(blocks), values)
+    np.testing.assert_array_equal(stored.head(2), values[:2])
+    assert stored.nonfinite() == 2
+    column_major = StoredEmbeddings.open(tmp_path / "f.npy")
+    np.testing.assert_array_equal(np.concatenate(list(column_major.blocks(rows=3))), values)
+    assert column_major.nonfinite() == 2
 
 
 def test_writing_refuses_values_float16_cannot_hold(tmp_path):

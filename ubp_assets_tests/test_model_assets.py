@@ -16,6 +16,7 @@ from ubp_assets.defs.evaluation.probe_scores import build_probe_scores
 from ubp_assets.evaluation.submission import read_submission
 from ubp_assets.inputs import read_training_rows
 from ubp_assets.methods import COMPOSITIONS, METHODS, Method
+from ubp_assets.model import composition
 from ubp_assets.model.composition import AFFINITY_BOUND, FORECAST_WEIGHT
 from ubp_assets.model.tuning import STUDY_NAME, halves, open_study
 from ubp_assets.publish import publish_embeddings, submission_check_spec
@@ -268,6 +269,34 @@ def test_a_bad_composition_is_refused_before_the_run_with_the_choices(trained, t
             instance,
             run_config={"ops": {"user_embeddings": {"config": {"composition": "everything"}}}},
         )
+
+
+def test_a_column_scale_fitted_and_applied_in_blocks_equals_one_pass(monkeypatch):
+    rng = np.random.default_rng(7)
+    names = [f"c{j}" for j in range(9)]
+    frame = pl.DataFrame(
+        {"client_id": np.arange(50)}
+        | {n: rng.normal(size=50).astype(np.float32) * (j + 1) for j, n in enumerate(names)}
+    ).with_columns(
+        pl.when(pl.col("client_id") % 5 == 0).then(None).otherwise(pl.col("c3")).alias("c3")
+    )
+    ids = rng.permutation(60)  # ten clients the frame lacks: zeros
+
+    def scaled():
+        scale = composition.ColumnScale.fit(frame.select, names, 0.5, 2.0)
+        return scale, scale.apply(frame, ids)
+
+    whole, one_pass = scaled()  # one block: 9 columns, 60 rows
+    monkeypatch.setattr(composition, "_COLUMNS_AT_ONCE", 2)
+    monkeypatch.setattr(composition, "_ROWS_AT_ONCE", 7)
+    blocked, in_blocks = scaled()
+    assert np.array_equal(whole.mean, blocked.mean) and np.array_equal(whole.spread, blocked.spread)
+    assert in_blocks.dtype == np.float32 and np.array_equal(one_pass, in_blocks)
+    values = frame.fill_null(0.0).drop("client_id").to_numpy().astype(np.float64)
+    assert np.allclose(whole.mean, values.mean(axis=0))
+    assert np.abs(in_blocks).max() == np.float32(1.0)  # clipped to 0.5, times 2
+    absent = in_blocks[ids >= 50]  # each scaled as a row of zeros
+    assert len(absent) == 10 and (absent == absent[0]).all()
 
 
 def test_pruning_prunes_trials_worse_than_the_median(tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,17 +73,71 @@ def read_submission(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.load(folder / CLIENT_IDS), np.load(folder / EMBEDDINGS)
 
 
+@dataclass(frozen=True)
+class StoredEmbeddings:
+    """An embeddings.npy file known by its header, its rows read a block at a time by plain
+    reads: a 1M-client file is never held whole, nor mapped (a memory map's pages would count in
+    the process's resident memory)."""
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    offset: int  # where the rows start
+
+    @classmethod
+    def open(cls, path: Path) -> StoredEmbeddings:
+        with Path(path).open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran_order, dtype = read_header(handle)
+            return cls(Path(path), shape, dtype, fortran_order, handle.tell())
+
+    def blocks(self, rows: int = 65_536) -> Iterator[np.ndarray]:
+        """The rows in blocks of `rows` (a column-major or object file: whole, as np.load reads
+        it)."""
+        if self.fortran_order or self.dtype.hasobject or len(self.shape) < 1:
+            yield np.load(self.path, allow_pickle=False)
+            return
+        per_row = int(np.prod(self.shape[1:], dtype=np.int64))
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            for start in range(0, self.shape[0], rows):
+                count = min(rows, self.shape[0] - start)
+                block = np.fromfile(handle, dtype=self.dtype, count=count * per_row)
+                yield block.reshape((count, *self.shape[1:]))
+
+    def head(self, rows: int) -> np.ndarray:
+        empty = np.empty((0, *self.shape[1:]), dtype=self.dtype)
+        return next(self.blocks(rows), empty)[:rows]
+
+    def nonfinite(self) -> int:
+        """How many values are NaN or infinite (0 for a non-float file)."""
+        return sum(_nonfinite(block) for block in self.blocks())
+
+
+def _nonfinite(values: np.ndarray) -> int:
+    if not np.issubdtype(values.dtype, np.floating):
+        return 0
+    return int(values.size - np.count_nonzero(np.isfinite(values)))
+
+
 def _rule_breaks(
     client_ids: np.ndarray,
-    embeddings: np.ndarray,
+    embeddings: np.ndarray | StoredEmbeddings,
     relevant: np.ndarray,
     max_dim: int,
     guarded: bool,
 ) -> list[tuple[str, list[str]]]:
     """The organisers' rules, each broken one as (submission_problems' message, folder messages).
 
-    guarded skips the checks that compare ids when client_ids is not a 1-D integer array: on
-    arbitrary files they would be meaningless (float or string ids) or crash (a 0-d array).
+    embeddings is an array or a stored file, read a block at a time. guarded skips the checks
+    that compare ids when client_ids is not a 1-D integer array: on arbitrary files they would be
+    meaningless (float or string ids) or crash (a 0-d array).
     """
     breaks: list[tuple[str, list[str]]] = []
     ids_name, vectors_name = CLIENT_IDS, EMBEDDINGS
@@ -102,15 +158,16 @@ def _rule_breaks(
         )
     countable = not guarded or client_ids.ndim >= 1
     comparable = not guarded or (client_ids.ndim == 1 and client_ids.dtype.kind in "iu")
-    if embeddings.ndim != 2:
+    shape = embeddings.shape
+    if len(shape) != 2:
         breaks.append(
             (
-                f"embeddings must be 2-D, got {embeddings.ndim}-D",
-                [f"{vectors_name}: must be 2-D (one row per client), got {embeddings.ndim}-D"],
+                f"embeddings must be 2-D, got {len(shape)}-D",
+                [f"{vectors_name}: must be 2-D (one row per client), got {len(shape)}-D"],
             )
         )
     else:
-        dims, rows = embeddings.shape[1], embeddings.shape[0]
+        rows, dims = shape
         if dims > max_dim:
             breaks.append(
                 (
@@ -128,8 +185,12 @@ def _rule_breaks(
                     ],
                 )
             )
-    if np.issubdtype(embeddings.dtype, np.floating) and not np.isfinite(embeddings).all():
-        bad = int((~np.isfinite(embeddings)).sum())
+    bad = (
+        embeddings.nonfinite()
+        if isinstance(embeddings, StoredEmbeddings)
+        else _nonfinite(np.asarray(embeddings))
+    )
+    if bad:
         breaks.append(
             (
                 f"{bad} NaN or infinite values",
@@ -172,11 +233,12 @@ def _rule_breaks(
 
 def submission_problems(
     client_ids: np.ndarray,
-    embeddings: np.ndarray,
+    embeddings: np.ndarray | StoredEmbeddings,
     relevant: np.ndarray,
     max_dim: int = MAX_EMBEDDING_DIM,
 ) -> list[str]:
-    """Every way the pair breaks the organisers' rules (empty when it is valid)."""
+    """Every way the pair breaks the organisers' rules (empty when it is valid); the embeddings
+    in memory or in their file (`StoredEmbeddings`, read a block at a time)."""
     return [
         message
         for message, _ in _rule_breaks(client_ids, embeddings, relevant, max_dim, guarded=False)

@@ -27,7 +27,11 @@ PARTS: dict[str, tuple[str, ...]] = {
     "latent+features": ("latent", "features"),
     "universal": ("latent", "affinity", "forecast"),
 }
-_COLUMNS_AT_ONCE = 100  # columns a fit holds as float64 at a time: 1M x 100 is 0.8 GB
+# A fit holds this many columns of every client as float64 at a time (1M x 25: 0.2 GB, a few
+# copies of it at once), and `apply` this many of a shard's rows (16,384 x 1,460: 0.2 GB): whole
+# shards of a thousand affinity columns in float64 held 4 GB in the embeddings step.
+_COLUMNS_AT_ONCE = 25
+_ROWS_AT_ONCE = 16_384
 
 
 @dataclass(frozen=True)
@@ -63,16 +67,20 @@ class ColumnScale:
 
     def apply(self, frame: pl.DataFrame, client_ids: np.ndarray) -> np.ndarray:
         """`frame`'s columns (after client_id) in the order of client_ids, scaled, float32; a
-        client the frame lacks counts as zeros."""
-        values = _float64(
+        client the frame lacks counts as zeros. Computed a block of rows at a time (every step is
+        per value, so the blocks' rows are those of one pass)."""
+        aligned = (
             pl.DataFrame({"client_id": client_ids})
             .join(frame, on="client_id", how="left", validate="1:1", maintain_order="left")
             .drop("client_id")
         )
-        scores = (values - self.mean) / self.spread
-        if self.bound is not None:
-            scores = np.clip(scores, -self.bound, self.bound)
-        return self.weight * scores.astype(np.float32)
+        out = np.empty(aligned.shape, dtype=np.float32)
+        for lo in range(0, aligned.height, _ROWS_AT_ONCE):
+            scores = (_float64(aligned.slice(lo, _ROWS_AT_ONCE)) - self.mean) / self.spread
+            if self.bound is not None:
+                scores = np.clip(scores, -self.bound, self.bound)
+            out[lo : lo + len(scores)] = self.weight * scores.astype(np.float32)
+        return out
 
 
 def _float64(frame: pl.DataFrame) -> np.ndarray:

@@ -23,7 +23,7 @@ from ubp_assets.model.composition import (
 from ubp_assets.progress import Progress
 from ubp_assets.publish import published, submission_check_spec
 from ubp_assets.resources import WAREHOUSE_POOL, ScaleSettings, UbpStorage
-from ubp_assets.shards import client_shards
+from ubp_assets.shards import client_shards, release_freed_memory
 from ubp_assets.warehouse import read_table, write_table
 
 
@@ -101,23 +101,29 @@ def user_embeddings(
     shards = client_shards(relevant, scale_settings.clients_per_shard)
     progress = Progress("shard", len(shards), context.log.info)
 
+    def chosen_rows(shard) -> pl.DataFrame:
+        """One shard encoded and composed: every folder gets its rows, the table the chosen
+        composition's (returned alone, so the shard's parts are freed before the table insert)."""
+        rows = (shard.first, shard.last)
+        matrix = read_table(warehouse, MATRIX_TABLE, clients=rows)
+        ids, features = matrix["client_id"].to_numpy(), matrix.drop("client_id").to_numpy()
+        del matrix
+        parts = {"latent": encode(model, features), "features": features}
+        for part, table in (("affinity", "item_affinity"), ("forecast", "activity_forecast")):
+            parts[part] = scales[part].apply(read_table(warehouse, table, clients=rows), ids)
+        vectors = compose(parts)
+        for method, writer in writers.items():
+            writer.write(ids, vectors[folders[method]])
+        chosen = np.asarray(vectors[config.composition], dtype=np.float32)
+        return pl.DataFrame({"client_id": ids}).hstack(
+            pl.DataFrame(chosen, schema=[f"e{j}" for j in range(chosen.shape[1])])
+        )
+
     def chosen_in_shards():
-        """Each shard encoded and composed: every folder gets its rows, the table the chosen."""
         for shard in shards:
-            rows = (shard.first, shard.last)
-            matrix = read_table(warehouse, MATRIX_TABLE, clients=rows)
-            ids, features = matrix["client_id"].to_numpy(), matrix.drop("client_id").to_numpy()
-            parts = {"latent": encode(model, features), "features": features}
-            for part, table in (("affinity", "item_affinity"), ("forecast", "activity_forecast")):
-                parts[part] = scales[part].apply(read_table(warehouse, table, clients=rows), ids)
-            vectors = compose(parts)
-            for method, writer in writers.items():
-                writer.write(ids, vectors[folders[method]])
-            chosen = vectors[config.composition].astype(np.float32)
-            yield pl.DataFrame({"client_id": ids}).hstack(
-                pl.DataFrame(chosen, schema=[f"e{j}" for j in range(chosen.shape[1])])
-            )
-            progress.advance(len(ids), shard.label)
+            yield chosen_rows(shard)
+            release_freed_memory()
+            progress.advance(shard.clients, shard.label)
 
     rows = write_table(warehouse, USER_EMBEDDINGS, chosen_in_shards())
     for writer in writers.values():
