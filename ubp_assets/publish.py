@@ -48,7 +48,8 @@ def published(storage: UbpStorage, methods: list[str], seconds: float, *, metada
     """Check each method's submission files as written (one check result for them all); the
     materialization describes the first. `metadata` adds to what every embedding asset reports.
     The embeddings are read a block of rows at a time: at the real size a method's file is a few
-    GB, and holding it whole set the step's peak memory.
+    GB (universal: 3 GB), which held whole, with its mask of finite values, added to the step's
+    peak.
     """
     relevant = load_relevant_clients(storage)
     problems: list[str] = []
