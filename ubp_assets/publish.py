@@ -53,16 +53,19 @@ def published(storage: UbpStorage, methods: list[str], seconds: float, *, metada
     """
     relevant = load_relevant_clients(storage)
     problems: list[str] = []
+    first = None
     for method in methods:
         folder = storage.embeddings_dir / method
-        stored = StoredEmbeddings.open(folder / EMBEDDINGS)
-        found = submission_problems(np.load(folder / CLIENT_IDS), stored, relevant)
+        stored, stored_ids = (
+            StoredEmbeddings.open(folder / EMBEDDINGS),
+            np.load(folder / CLIENT_IDS),
+        )
+        found = submission_problems(stored_ids, stored, relevant)
         prefix = f"{method}: " if len(methods) > 1 else ""
         problems += [prefix + p for p in found]
-    method = methods[0]
-    folder = storage.embeddings_dir / method
-    stored = StoredEmbeddings.open(folder / EMBEDDINGS)
-    head_ids, head, shape = np.load(folder / CLIENT_IDS)[:5], stored.head(5), stored.shape
+        first = first or (method, folder, stored, stored_ids[:5])
+    method, folder, stored, head_ids = first
+    head, shape = stored.head(5), stored.shape
     nbytes = int(np.prod(shape, dtype=np.int64)) * stored.dtype.itemsize
     preview = pl.DataFrame(
         {"client_id": head_ids}
