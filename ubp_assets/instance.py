@@ -65,3 +65,15 @@ def write_instance_yaml(home: Path, postgres: bool = False, overwrite: bool = Fa
     if overwrite or not path.exists():
         path.write_text(postgres_instance_yaml() if postgres else LOCAL_INSTANCE_YAML)
     return path
+
+
+if __name__ == "__main__":  # python -m ubp_assets.instance [--postgres] DAGSTER_HOME
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write DAGSTER_HOME/dagster.yaml, if absent.")
+    parser.add_argument("home", type=Path)
+    parser.add_argument(
+        "--postgres", action="store_true", help="storage in Postgres (DAGSTER_PG_*)"
+    )
+    args = parser.parse_args()
+    print(write_instance_yaml(args.home, postgres=args.postgres))

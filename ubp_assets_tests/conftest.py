@@ -1,13 +1,23 @@
 from __future__ import annotations
 
+import os
 import shutil
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
+import psycopg2
 import pytest
+from psycopg2 import sql
+from psycopg2.errors import InsufficientPrivilege
+from psycopg2.extensions import parse_dsn
 
 from ubp_assets.synthetic import get_scale, write_release
 
+DEFAULT_POSTGRES = "postgresql://ubp:ubp@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379"
 EVENT_FILES = ("product_buy", "add_to_cart", "remove_from_cart", "page_visit", "search_query")
 
 
@@ -36,3 +46,78 @@ def raw_copy(tiny_release, tmp_path) -> Path:
 
 def read_events(raw: Path) -> dict[str, pl.DataFrame]:
     return {name: pl.read_parquet(raw / f"{name}.parquet") for name in EVENT_FILES}
+
+
+# The servers CI starts (`.ci/run`): a test that needs one skips without it, unless CI's
+# UBP_REQUIRE_POSTGRES=1 / UBP_REQUIRE_REDIS=1 make it fail.
+
+
+@pytest.fixture
+def pg_database() -> Iterator[dict[str, str]]:
+    """A fresh database on the server UBP_TEST_POSTGRES names, dropped afterwards; yields the
+    DAGSTER_PG_* variables that point at it."""
+    url = os.environ.get("UBP_TEST_POSTGRES", DEFAULT_POSTGRES)
+    try:
+        admin = psycopg2.connect(url, connect_timeout=5)
+    except psycopg2.OperationalError as e:
+        reason = (
+            f"no Postgres server at {url} ({' '.join(str(e).split())}); "
+            'start one with `eval "$(.ci/start-postgres)"`'
+        )
+        if os.environ.get("UBP_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"UBP_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    admin.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    name = f"ubp_test_{uuid.uuid4().hex[:12]}"
+    dsn = parse_dsn(url)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield {
+            "DAGSTER_PG_HOST": dsn.get("host", "127.0.0.1"),
+            "DAGSTER_PG_PORT": dsn.get("port", "5432"),
+            "DAGSTER_PG_USER": dsn["user"],
+            "DAGSTER_PG_PASSWORD": dsn.get("password", ""),
+            "DAGSTER_PG_DB": name,
+        }
+        _drop_database(admin, name)
+    finally:
+        admin.close()
+
+
+def _drop_database(admin, name: str, attempts: int = 20) -> None:
+    """DROP ... WITH (FORCE), since Dagster's pooled connections may linger. A session this role
+    may not end ("must be a member of the role whose process is being terminated", seen once in
+    CI; most likely an autovacuum worker on the new database) ends by itself: wait, try again."""
+    drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+    for attempt in range(attempts):
+        try:
+            with admin.cursor() as cur:
+                cur.execute(drop)
+            return
+        except InsufficientPrivilege:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A database of its own (number 7) on the Redis server UBP_TEST_REDIS names, emptied before
+    and after: the celery executor's broker and result backend."""
+    import redis
+
+    server = os.environ.get("UBP_TEST_REDIS", DEFAULT_REDIS).rstrip("/")
+    url = f"{server}/7"
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.ConnectionError as e:
+        reason = f'no Redis server at {server} ({e}); start one with `eval "$(.ci/start-redis)"`'
+        if os.environ.get("UBP_REQUIRE_REDIS") == "1":
+            pytest.fail(f"UBP_REQUIRE_REDIS=1 but {reason}")
+        pytest.skip(reason)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()

@@ -97,6 +97,27 @@ def test_a_new_day_runs_in_one_process():
     assert schedule.job_name == "update_job"
 
 
+def test_the_executor_is_dagsters_multiprocess_one_unless_celery_is_asked_for():
+    import pytest
+    import yaml
+
+    from ubp_assets.executors import celery_config, executor_from_env, worker_yaml
+
+    assert executor_from_env({}) is None  # Dagster's default
+    assert defs.resolve_job_def("daily_job").executor_def.name == "multi_or_in_process_executor"
+    env = {"UBP_EXECUTOR": "celery", "UBP_CELERY_BROKER": "redis://queue.example:6379/2"}
+    celery = executor_from_env(env)
+    assert celery.name == "celery"
+    assert celery_config(env) == {
+        "broker": env["UBP_CELERY_BROKER"],
+        "backend": env["UBP_CELERY_BROKER"],
+    }
+    # the workers read the executor's own config, so the two name one broker
+    assert yaml.safe_load(worker_yaml(env)) == {"execution": {"config": celery_config(env)}}
+    with pytest.raises(ValueError, match="'multiprocess', 'celery'"):
+        executor_from_env({"UBP_EXECUTOR": "k8s"})
+
+
 def test_no_asset_loads_an_input_through_an_io_manager():
     """Tables are written and read with ubp_assets.warehouse alone: one way to store a table.
     Every dependency is a dependency only (its input type is Nothing)."""

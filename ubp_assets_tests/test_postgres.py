@@ -7,18 +7,9 @@ UBP_REQUIRE_POSTGRES=1 (CI), where it fails.
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
-from collections.abc import Iterator
-
 import dagster as dg
 import psycopg2
-import pytest
 import yaml
-from psycopg2 import sql
-from psycopg2.errors import InsufficientPrivilege
-from psycopg2.extensions import parse_dsn
 
 from ubp_assets.instance import (
     LOCAL_INSTANCE_YAML,
@@ -28,7 +19,6 @@ from ubp_assets.instance import (
 )
 from ubp_assets_tests.helpers import materialize_events
 
-DEFAULT_URL = "postgresql://ubp:ubp@127.0.0.1:5432/postgres"
 DAY = "2022-04-14"
 
 
@@ -60,55 +50,6 @@ def test_the_postgres_yaml_reads_every_connection_setting_from_the_environment()
     assert db.pop("scheme") == "postgresql+psycopg2"  # not psycopg 3, SQLAlchemy 2.1's default
     assert db == {key: {"env": var} for key, var in PG_ENV_VARS.items()}
     assert config == yaml.safe_load(LOCAL_INSTANCE_YAML)
-
-
-@pytest.fixture
-def pg_database() -> Iterator[dict[str, str]]:
-    """A fresh database on the server UBP_TEST_POSTGRES names, dropped afterwards; yields the
-    DAGSTER_PG_* variables that point at it."""
-    url = os.environ.get("UBP_TEST_POSTGRES", DEFAULT_URL)
-    try:
-        admin = psycopg2.connect(url, connect_timeout=5)
-    except psycopg2.OperationalError as e:
-        reason = (
-            f"no Postgres server at {url} ({' '.join(str(e).split())}); "
-            'start one with `eval "$(.ci/start-postgres)"`'
-        )
-        if os.environ.get("UBP_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"UBP_REQUIRE_POSTGRES=1 but {reason}")
-        pytest.skip(reason)
-    admin.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-    name = f"ubp_test_{uuid.uuid4().hex[:12]}"
-    dsn = parse_dsn(url)
-    try:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield {
-            "DAGSTER_PG_HOST": dsn.get("host", "127.0.0.1"),
-            "DAGSTER_PG_PORT": dsn.get("port", "5432"),
-            "DAGSTER_PG_USER": dsn["user"],
-            "DAGSTER_PG_PASSWORD": dsn.get("password", ""),
-            "DAGSTER_PG_DB": name,
-        }
-        _drop_database(admin, name)
-    finally:
-        admin.close()
-
-
-def _drop_database(admin, name: str, attempts: int = 20) -> None:
-    """DROP ... WITH (FORCE), since Dagster's pooled connections may linger. A session this role
-    may not end ("must be a member of the role whose process is being terminated", seen once in
-    CI; most likely an autovacuum worker on the new database) ends by itself: wait, try again."""
-    drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
-    for attempt in range(attempts):
-        try:
-            with admin.cursor() as cur:
-                cur.execute(drop)
-            return
-        except InsufficientPrivilege:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5)
 
 
 def test_a_materialization_lands_in_postgres(pg_database, tiny_release, tmp_path, monkeypatch):

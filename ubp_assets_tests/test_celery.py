@@ -1,0 +1,155 @@
+"""Dagster's celery executor for real: Redis as the broker (`.ci/start-redis`), two workers
+started with `dagster-celery worker start` as processes of their own, the instance on Postgres
+(`.ci/start-postgres`). A backfill of days of `daily_job`, launched with `dagster job execute`
+as a user would, is executed step by step by the workers; its day files equal an in-process
+run's. Without either server the test skips, unless UBP_REQUIRE_POSTGRES=1 and
+UBP_REQUIRE_REDIS=1 (CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from ubp_assets.definitions import load_stage_definitions, make_definitions
+from ubp_assets.executors import worker_yaml
+from ubp_assets.features.pipeline import PARTIALS
+from ubp_assets.instance import write_instance_yaml
+from ubp_assets.resources import ScaleSettings, UbpStorage, build_resources
+from ubp_assets.storage import day_range
+from ubp_assets_tests.helpers import RANGE_END, RANGE_START, chunk_events_for
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FIRST, LAST = "2022-04-14", "2022-04-19"
+WORKERS = ("w1", "w2")
+
+
+def _wait_for_workers(broker: str, names: tuple[str, ...], procs: list, logs: list[Path]) -> None:
+    from celery import Celery
+
+    app = Celery(broker=broker, backend=broker)
+    deadline = time.monotonic() + 120
+    answered: set[str] = set()
+    while time.monotonic() < deadline:
+        answered = {name.split("@")[0] for reply in app.control.ping(timeout=1) for name in reply}
+        if answered >= set(names):
+            return
+        if any(p.poll() is not None for p in procs):
+            break
+        time.sleep(1)
+    tails = "\n".join(p.read_text()[-1500:] for p in logs)
+    raise AssertionError(
+        f"workers {sorted(set(names) - answered)} never answered (or exited):\n{tails}"
+    )
+
+
+def _parquet_files(root: Path) -> dict[str, pl.DataFrame]:
+    """Every parquet file under `root` (day files, quarantine), by its path inside it."""
+    return {str(p.relative_to(root)): pl.read_parquet(p) for p in sorted(root.rglob("*.parquet"))}
+
+
+@pytest.mark.slow
+def test_a_backfill_runs_step_by_step_on_two_celery_workers_and_equals_an_in_process_run(
+    pg_database, redis_url, tiny_release, tmp_path, monkeypatch
+):
+    for var, value in pg_database.items():
+        monkeypatch.setenv(var, value)
+    home = write_instance_yaml(tmp_path / "home", postgres=True).parent
+    chunk_events = chunk_events_for(tiny_release, 2)  # three chunks of days in the events step
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the worker starts `celery`
+        "DAGSTER_HOME": str(home),
+        "UBP_DATA_DIR": str(tmp_path / "data"),
+        "UBP_RAW_DIR": str(tiny_release),
+        "UBP_CHUNK_EVENTS": str(chunk_events),
+        "UBP_EXECUTOR": "celery",
+        "UBP_CELERY_BROKER": redis_url,
+    }
+    config = tmp_path / "celery.yaml"
+    config.write_text(worker_yaml(env))
+    logs = [tmp_path / f"{name}.log" for name in WORKERS]
+    workers = [
+        subprocess.Popen(
+            [
+                *(BIN / "dagster-celery", "worker", "start", "-A", "dagster_celery.app"),
+                *("-y", config, "-n", name, "--", "--concurrency=1"),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for name, log in zip(WORKERS, logs, strict=True)
+    ]
+    try:
+        _wait_for_workers(redis_url, WORKERS, workers, logs)
+        launched = subprocess.run(
+            [
+                *(BIN / "dagster", "job", "execute", "-m", "ubp_assets.definitions"),
+                *("-j", "daily_job", "--tags", json.dumps({RANGE_START: FIRST, RANGE_END: LAST})),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, 15)  # the worker and its pool's process
+        for worker in workers:
+            worker.wait(timeout=60)
+    tails = "\n".join(p.read_text()[-2000:] for p in logs)
+    assert launched.returncode == 0, (launched.stdout[-3000:], launched.stderr[-3000:], tails)
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [record] = instance.get_run_records()
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        entries = instance.all_logs(record.dagster_run.run_id)
+    ran_on = {
+        e.step_key: e.dagster_event.engine_event_data.metadata["Celery worker"].value
+        for e in entries
+        if e.is_dagster_event
+        and e.dagster_event.event_type == dg.DagsterEventType.ENGINE_EVENT
+        and "Celery worker" in e.dagster_event.engine_event_data.metadata
+    }
+    steps = {node.name for node in load_stage_definitions().resolve_job_def("daily_job").nodes}
+    assert set(ran_on) == steps == {"events", "daily_partials", "day_files_intact"}  # a task each
+    assert {host.split("@")[0] for host in ran_on.values()} == set(WORKERS), ran_on
+    materialized = Counter(
+        (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)
+        for e in entries
+        if e.is_dagster_event and e.dagster_event.is_step_materialization
+    )
+    days = [
+        d.isoformat() for d in day_range(dt.date.fromisoformat(FIRST), dt.date.fromisoformat(LAST))
+    ]
+    assert materialized == Counter((a, d) for a in ("events", *PARTIALS) for d in days)
+
+    # the same days in one process, on a data directory of its own
+    local = tmp_path / "local"
+    storage = UbpStorage(data_dir=str(local), raw_dir=str(tiny_release))
+    defs = make_definitions(
+        build_resources(storage, scale=ScaleSettings(chunk_events=chunk_events))
+    )
+    job = defs.resolve_job_def("daily_job")
+    assert job.execute_in_process(tags={RANGE_START: FIRST, RANGE_END: LAST}).success
+    spread, alone = _parquet_files(tmp_path / "data"), _parquet_files(local)
+    assert sorted(spread) == sorted(alone)
+    assert len([name for name in alone if "date=" in name]) == len(days) * (1 + len(PARTIALS))
+    for name, frame in alone.items():
+        assert spread[name].equals(frame), name
