@@ -70,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     slots.add_argument(
         "--free", metavar="RUN_ID", help="free this run's slots (marks it failed if unfinished)"
     )
+    resume = sub.add_parser(
+        "resume",
+        help="re-execute a failed run (a `dagster job execute` on celery workers, say) from its "
+        "failure, with the environment's definitions and executor",
+    )
+    resume.add_argument("run_id", help="the failed run")
+    resume.add_argument("--data-dir", help="data directory (default: $UBP_DATA_DIR or ./data)")
     validate = sub.add_parser(
         "validate", help="check a folder of client_ids.npy / embeddings.npy against the rules"
     )
@@ -96,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": lambda: validate_main(args.folder, args.data_dir, args.raw_dir),
         "score": lambda: score_main(args.folder, args.name, args.data_dir, args.raw_dir),
         "slots": lambda: slots_main(args.data_dir, args.free),
+        "resume": lambda: resume_main(args.run_id, args.data_dir),
         "bench-model": lambda: bench_main("model", args),
         "bench-features": lambda: bench_main("features", args),
         "bench-synth": lambda: bench_main("synth", args),
@@ -406,6 +414,23 @@ def slots_main(data_dir: str | None, free: str | None) -> int:
         for h in holders:
             print(f"{h.pool}: run {h.run_id} ({h.job_name}, {h.status}), step {h.step_key}")
     return 0
+
+
+def resume_main(run_id: str, data_dir: str | None) -> int:
+    """`ubp resume RUN_ID`: the run's failed and unrun steps, in a new run of the instance."""
+    home = dagster_home(data_path(data_dir))
+    import dagster as dg
+
+    from ubp_assets.runs import resume_failed_run
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        try:
+            run = resume_failed_run(instance, run_id)
+        except ValueError as exc:
+            raise SystemExit(f"[ubp] {exc}") from None
+    status = run.status.value.lower()
+    _say(f"run {run.run_id} re-executed {run_id} from its failure: {status}")
+    return 0 if run.status == dg.DagsterRunStatus.SUCCESS else 1
 
 
 if __name__ == "__main__":

@@ -287,3 +287,37 @@ def _cancel(
     )
     if hard:
         os._exit(130)
+
+
+def resume_failed_run(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
+    """Re-execute a failed run from its failure: the steps that failed or never ran, with the
+    parent's tags (its partition range) and the code location's definitions, so the executor is
+    the configured one (celery workers, say), as when the run was launched. The steps that
+    succeeded are not run again; a failed step starts over, and since every file and table is
+    replaced whole, what it wrote before it died is replaced, not added to. Returns the new run."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    parent = instance.get_run_by_id(run_id)
+    if parent is None:
+        raise ValueError(f"no run {run_id} in this instance")
+    if parent.status != dg.DagsterRunStatus.FAILURE:
+        raise ValueError(
+            f"run {run_id} is {parent.status.value.lower()}: only a failed run resumes"
+        )
+    instance.event_log_storage.free_concurrency_slots_for_run(run_id)  # a dead worker's step
+    job = ReconstructableRepository.for_module(
+        "ubp_assets.definitions", "defs", working_directory=os.getcwd()
+    ).get_reconstructable_job(parent.job_name)
+    # Dagster's own tags of the new run (its parent, root, retry) are set by the re-execution; the
+    # partition range and the user's tags are carried over.
+    tags = {
+        k: v for k, v in parent.tags.items() if "partition" in k or not k.startswith("dagster/")
+    }
+    with dg.execute_job(
+        job,
+        instance,
+        tags=tags,
+        reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance),
+        raise_on_error=False,
+    ) as result:
+        return result.dagster_run

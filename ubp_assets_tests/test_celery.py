@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -33,6 +35,67 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FIRST, LAST = "2022-04-14", "2022-04-19"
 WORKERS = ("w1", "w2")
+
+
+DAGSTER_EXECUTE = (BIN / "dagster", "job", "execute", "-m", "ubp_assets.definitions", "-j")
+DAGSTER_EXECUTE = (*DAGSTER_EXECUTE, "daily_job")
+
+
+def _celery_env(
+    pg_database: dict[str, str],
+    redis_url: str,
+    home: Path,
+    raw: Path,
+    tmp_path: Path,
+    *,
+    chunk_events: int,
+) -> dict[str, str]:
+    """The environment the workers and the launching command share: instance, data, broker."""
+    return {
+        **os.environ,
+        **pg_database,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the worker starts `celery`
+        "DAGSTER_HOME": str(home),
+        "UBP_DATA_DIR": str(tmp_path / "data"),
+        "UBP_RAW_DIR": str(raw),
+        "UBP_CHUNK_EVENTS": str(chunk_events),
+        "UBP_EXECUTOR": "celery",
+        "UBP_CELERY_BROKER": redis_url,
+    }
+
+
+@contextmanager
+def _celery_workers(
+    names: tuple[str, ...], env: dict[str, str], tmp_path: Path, redis_url: str
+) -> Iterator[tuple[list[Path], list[subprocess.Popen]]]:
+    """`dagster-celery worker start` once per name (one pool process each), as a user starts
+    them; yields their log files and processes once all answer, and stops them (and their pools)
+    after."""
+    config = tmp_path / "celery.yaml"
+    config.write_text(worker_yaml(env))
+    logs = [tmp_path / f"{name}.log" for name in names]
+    workers = [
+        subprocess.Popen(
+            [
+                *(BIN / "dagster-celery", "worker", "start", "-A", "dagster_celery.app"),
+                *("-y", config, "-n", name, "--", "--concurrency=1"),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for name, log in zip(names, logs, strict=True)
+    ]
+    try:
+        _wait_for_workers(redis_url, names, workers, logs)
+        yield logs, workers
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, 15)  # the worker and its pool's process
+        for worker in workers:
+            worker.wait(timeout=60)
 
 
 def _wait_for_workers(broker: str, names: tuple[str, ...], procs: list, logs: list[Path]) -> None:
@@ -54,6 +117,25 @@ def _wait_for_workers(broker: str, names: tuple[str, ...], procs: list, logs: li
     )
 
 
+def _assert_equal_to_an_in_process_run(
+    tmp_path: Path, raw: Path, chunk_events: int, days: int
+) -> None:
+    """The same days in one process, on a data directory of its own: every parquet file (day
+    files and quarantine) is there in both, and equal."""
+    local = tmp_path / "local"
+    storage = UbpStorage(data_dir=str(local), raw_dir=str(raw))
+    defs = make_definitions(
+        build_resources(storage, scale=ScaleSettings(chunk_events=chunk_events))
+    )
+    job = defs.resolve_job_def("daily_job")
+    assert job.execute_in_process(tags={RANGE_START: FIRST, RANGE_END: LAST}).success
+    spread, alone = _parquet_files(tmp_path / "data"), _parquet_files(local)
+    assert sorted(spread) == sorted(alone)
+    assert len([name for name in alone if "date=" in name]) == days * (1 + len(PARTIALS))
+    for name, frame in alone.items():
+        assert spread[name].equals(frame), name
+
+
 def _parquet_files(root: Path) -> dict[str, pl.DataFrame]:
     """Every parquet file under `root` (day files, quarantine), by its path inside it."""
     return {str(p.relative_to(root)): pl.read_parquet(p) for p in sorted(root.rglob("*.parquet"))}
@@ -63,44 +145,16 @@ def _parquet_files(root: Path) -> dict[str, pl.DataFrame]:
 def test_a_backfill_runs_step_by_step_on_two_celery_workers_and_equals_an_in_process_run(
     pg_database, redis_url, tiny_release, tmp_path, monkeypatch
 ):
-    for var, value in pg_database.items():
+    for var, value in pg_database.items():  # the instance read here, too
         monkeypatch.setenv(var, value)
     home = write_instance_yaml(tmp_path / "home", postgres=True).parent
     chunk_events = chunk_events_for(tiny_release, 2)  # three chunks of days in the events step
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the worker starts `celery`
-        "DAGSTER_HOME": str(home),
-        "UBP_DATA_DIR": str(tmp_path / "data"),
-        "UBP_RAW_DIR": str(tiny_release),
-        "UBP_CHUNK_EVENTS": str(chunk_events),
-        "UBP_EXECUTOR": "celery",
-        "UBP_CELERY_BROKER": redis_url,
-    }
-    config = tmp_path / "celery.yaml"
-    config.write_text(worker_yaml(env))
-    logs = [tmp_path / f"{name}.log" for name in WORKERS]
-    workers = [
-        subprocess.Popen(
-            [
-                *(BIN / "dagster-celery", "worker", "start", "-A", "dagster_celery.app"),
-                *("-y", config, "-n", name, "--", "--concurrency=1"),
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        for name, log in zip(WORKERS, logs, strict=True)
-    ]
-    try:
-        _wait_for_workers(redis_url, WORKERS, workers, logs)
+    env = _celery_env(
+        pg_database, redis_url, home, tiny_release, tmp_path, chunk_events=chunk_events
+    )
+    with _celery_workers(WORKERS, env, tmp_path, redis_url) as (logs, _):
         launched = subprocess.run(
-            [
-                *(BIN / "dagster", "job", "execute", "-m", "ubp_assets.definitions"),
-                *("-j", "daily_job", "--tags", json.dumps({RANGE_START: FIRST, RANGE_END: LAST})),
-            ],
+            [*DAGSTER_EXECUTE, "--tags", json.dumps({RANGE_START: FIRST, RANGE_END: LAST})],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -108,11 +162,6 @@ def test_a_backfill_runs_step_by_step_on_two_celery_workers_and_equals_an_in_pro
             timeout=600,
             check=False,
         )
-    finally:
-        for worker in workers:
-            os.killpg(worker.pid, 15)  # the worker and its pool's process
-        for worker in workers:
-            worker.wait(timeout=60)
     tails = "\n".join(p.read_text()[-2000:] for p in logs)
     assert launched.returncode == 0, (launched.stdout[-3000:], launched.stderr[-3000:], tails)
 
@@ -140,16 +189,99 @@ def test_a_backfill_runs_step_by_step_on_two_celery_workers_and_equals_an_in_pro
     ]
     assert materialized == Counter((a, d) for a in ("events", *PARTIALS) for d in days)
 
-    # the same days in one process, on a data directory of its own
-    local = tmp_path / "local"
-    storage = UbpStorage(data_dir=str(local), raw_dir=str(tiny_release))
-    defs = make_definitions(
-        build_resources(storage, scale=ScaleSettings(chunk_events=chunk_events))
+    _assert_equal_to_an_in_process_run(tmp_path, tiny_release, chunk_events, len(days))
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a celery worker's pool)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _kill_the_pool_after(instance, worker: subprocess.Popen, step: str, needle: str) -> str:
+    """Wait for the one run to log `needle` from `step`, then SIGKILL the worker's pool process
+    (the child of the `celery worker` that `dagster-celery worker start` runs), as the kernel's
+    out-of-memory killer would. Returns the run's id."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        records = instance.get_run_records()
+        if records:
+            run_id = records[0].dagster_run.run_id
+            logged = instance.all_logs(run_id)
+            if any(e.step_key == step and needle in e.user_message for e in logged):
+                pool = [pid for celery in _children(worker.pid) for pid in _children(celery)]
+                assert pool, "the worker has no pool process"
+                for pid in pool:
+                    os.kill(pid, 9)
+                return run_id
+        time.sleep(0.02)
+    raise AssertionError(f"no run logged {needle!r} from {step} in 300 s")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_in_the_middle_of_a_step_fails_the_run_and_ubp_resume_completes_it(
+    pg_database, redis_url, tiny_release, tmp_path, monkeypatch
+):
+    for var, value in pg_database.items():
+        monkeypatch.setenv(var, value)
+    home = write_instance_yaml(tmp_path / "home", postgres=True).parent
+    chunk_events = chunk_events_for(tiny_release, 1)  # a chunk a day: killed after the first
+    env = _celery_env(
+        pg_database, redis_url, home, tiny_release, tmp_path, chunk_events=chunk_events
     )
-    job = defs.resolve_job_def("daily_job")
-    assert job.execute_in_process(tags={RANGE_START: FIRST, RANGE_END: LAST}).success
-    spread, alone = _parquet_files(tmp_path / "data"), _parquet_files(local)
-    assert sorted(spread) == sorted(alone)
-    assert len([name for name in alone if "date=" in name]) == len(days) * (1 + len(PARTIALS))
-    for name, frame in alone.items():
-        assert spread[name].equals(frame), name
+    days = len(day_range(dt.date.fromisoformat(FIRST), dt.date.fromisoformat(LAST)))
+    with _celery_workers(("w1",), env, tmp_path, redis_url) as (logs, [worker]):
+        launched = subprocess.Popen(
+            [*DAGSTER_EXECUTE, "--tags", json.dumps({RANGE_START: FIRST, RANGE_END: LAST})],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            run_id = _kill_the_pool_after(instance, worker, "events", f"[1/{days}] chunk")
+        output, _ = launched.communicate(timeout=300)
+        assert launched.returncode != 0, output[-3000:]
+        written = len(list((tmp_path / "data").rglob("events/date=*/*.parquet")))
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            failed = instance.get_run_by_id(run_id)
+            assert failed.status == dg.DagsterRunStatus.FAILURE
+            [failure] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        reason = str(failure.dagster_event.event_specific_data.error)
+        assert "WorkerLostError" in reason and "[events]" in reason, reason
+        assert written >= 1, "the pool was killed before the first day's file was written"
+
+        resumed = subprocess.run(
+            [BIN / "ubp", "resume", run_id],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    tails = "\n".join(p.read_text()[-2000:] for p in logs)
+    assert resumed.returncode == 0, (resumed.stdout[-3000:], resumed.stderr[-3000:], tails)
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [second] = [r for r in instance.get_runs() if r.run_id != run_id]
+        assert second.parent_run_id == run_id and second.status == dg.DagsterRunStatus.SUCCESS
+        entries = instance.all_logs(second.run_id)
+    materialized = Counter(
+        (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)
+        for e in entries
+        if e.is_dagster_event and e.dagster_event.is_step_materialization
+    )
+    every_day = [
+        d.isoformat() for d in day_range(dt.date.fromisoformat(FIRST), dt.date.fromisoformat(LAST))
+    ]
+    assert materialized == Counter((a, d) for a in ("events", *PARTIALS) for d in every_day)
+    _assert_equal_to_an_in_process_run(tmp_path, tiny_release, chunk_events, days)

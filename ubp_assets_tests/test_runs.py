@@ -19,6 +19,7 @@ from ubp_assets.runs import (
     PROCESS_START_TAG,
     _process_start,
     end_dead_runs,
+    resume_failed_run,
     slot_holders,
 )
 
@@ -141,6 +142,15 @@ def test_a_trial_its_dead_run_left_running_is_failed_and_not_counted(tmp_path):
     assert trials_owed(resumed, wanted=3) == 1  # a failed trial is not a finished one
     resumed.set_user_attr(MARK_ATTR, len(resumed.trials))
     assert trials_owed(open_study(url, seed=1), wanted=3) == 3
+
+
+def test_only_a_failed_run_resumes_and_an_unknown_one_is_named(instance):
+    with pytest.raises(ValueError, match="no run nope in this instance"):
+        resume_failed_run(instance, "nope")
+    live = _started_run(instance, os.getpid())
+    with pytest.raises(ValueError, match=f"run {live.run_id} is started: only a failed run"):
+        resume_failed_run(instance, live.run_id)
+    assert len(instance.get_runs()) == 1  # nothing was launched
 
 
 def test_ubp_slots_lists_holders_and_frees_a_runs_slots(tmp_path):
