@@ -510,3 +510,114 @@ def print_scale(figures: dict) -> None:
                 f"{span}: {scale} / {reference} peak {figures[span + '_peak_ratio']}x, "
                 f"time {figures[span + '_time_ratio']}x"
             )
+
+
+def _timed_backfill(env: dict[str, str], first: str, last: str) -> float:
+    """Wall seconds of one `dagster job execute` of `daily_job` over first..last, as a backfill
+    of those days launches it."""
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    command = [Path(sys.executable).parent / "dagster", "job", "execute"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*command, "-m", "ubp_assets.definitions", "-j", "daily_job", "--tags", json.dumps(tags)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        raise RuntimeError(f"the backfill exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def bench_workers(
+    scale: str = "demo", workers: int = 2, seed: int = 2025, days: int | None = None
+) -> dict:
+    """A backfill of every day (`daily_job`, one run) launched with `dagster job execute`, three
+    ways, each on a fresh data directory and instance: Dagster's default executor with a local
+    SQLite instance (the reference), the same executor with the instance on Postgres, and the
+    celery executor with `workers` workers (one pool process each) and the instance on Postgres.
+    Wall seconds of each and their ratios to the reference; the workers' start is apart. `days`
+    limits the backfill to the scale's first days (default: every day). Needs the servers
+    `.ci/start-postgres` and `.ci/start-redis` start (UBP_TEST_POSTGRES, UBP_TEST_REDIS)."""
+    import datetime as dt
+    import uuid
+
+    import psycopg2
+    import redis
+    from psycopg2.extensions import parse_dsn
+
+    from ubp_assets.executors import celery_workers
+    from ubp_assets.instance import write_instance_yaml
+    from ubp_assets.synthetic import get_scale, write_release
+
+    chosen = get_scale(scale)
+    end = chosen.last_day if days is None else chosen.first_day + dt.timedelta(days=days - 1)
+    first, last = str(chosen.first_day), str(min(end, chosen.last_day))
+    postgres = os.environ.get("UBP_TEST_POSTGRES", "postgresql://ubp:ubp@127.0.0.1:5432/postgres")
+    broker = os.environ.get("UBP_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/") + "/6"
+    dsn = parse_dsn(postgres)
+    redis.Redis.from_url(broker, socket_connect_timeout=5).flushdb()  # no stale task
+    figures: dict = {"scale": scale, "workers": workers, "days": f"{first}..{last}"}
+    databases = {name: f"ubp_bench_{uuid.uuid4().hex[:12]}" for name in ("postgres", "celery")}
+    admin = psycopg2.connect(postgres, connect_timeout=5)
+    admin.autocommit = True
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_release(chosen, seed, root / "raw")
+        base = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "UBP_"))},
+            "UBP_RAW_DIR": str(root / "raw"),
+        }
+
+        def env_for(name: str, **more: str) -> dict[str, str]:
+            home = write_instance_yaml(root / f"home_{name}", postgres=name in databases).parent
+            pg = {
+                "DAGSTER_PG_HOST": dsn.get("host", "127.0.0.1"),
+                "DAGSTER_PG_PORT": dsn.get("port", "5432"),
+                "DAGSTER_PG_USER": dsn["user"],
+                "DAGSTER_PG_PASSWORD": dsn.get("password", ""),
+                "DAGSTER_PG_DB": databases.get(name, ""),
+            }
+            return {
+                **base,
+                **(pg if name in databases else {}),
+                "UBP_DATA_DIR": str(root / name),
+                "DAGSTER_HOME": str(home),
+                **more,
+            }
+
+        try:
+            with admin.cursor() as cur:
+                for database in databases.values():
+                    cur.execute(f'CREATE DATABASE "{database}"')
+            figures["sqlite_seconds"] = round(_timed_backfill(env_for("sqlite"), first, last), 1)
+            on_postgres = env_for("postgres")
+            figures["postgres_seconds"] = round(_timed_backfill(on_postgres, first, last), 1)
+            spread = env_for("celery", UBP_EXECUTOR="celery", UBP_CELERY_BROKER=broker)
+            names = tuple(f"bench{i + 1}" for i in range(workers))
+            started = time.perf_counter()
+            with celery_workers(names, spread, root):
+                figures["workers_start_seconds"] = round(time.perf_counter() - started, 1)
+                figures["celery_seconds"] = round(_timed_backfill(spread, first, last), 1)
+        finally:
+            with admin.cursor() as cur:
+                for database in databases.values():
+                    cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            admin.close()
+    for name in ("postgres", "celery"):
+        figures[f"{name}_ratio"] = round(
+            figures[f"{name}_seconds"] / max(figures["sqlite_seconds"], 1e-9), 2
+        )
+    return figures
+
+
+def print_workers(figures: dict) -> None:
+    print(
+        f"backfill of daily_job over {figures['days']} ({figures['scale']}), one run each: "
+        f"default executor, SQLite instance {figures['sqlite_seconds']}s; default executor, "
+        f"Postgres instance {figures['postgres_seconds']}s ({figures['postgres_ratio']}x); "
+        f"celery with {figures['workers']} workers, Postgres instance "
+        f"{figures['celery_seconds']}s ({figures['celery_ratio']}x; the workers took "
+        f"{figures['workers_start_seconds']}s to start, not counted)"
+    )

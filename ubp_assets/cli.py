@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench_model.add_argument("--scale", default="demo", choices=scales, help="default: demo")
     bench_model.add_argument("--trials", type=int, default=3, help="study trials to time")
+    bench_workers = sub.add_parser(
+        "bench-workers",
+        help="benchmark a backfill of every day on celery workers against the default executor",
+    )
+    bench_workers.add_argument("--scale", default="demo", choices=scales, help="default: demo")
+    bench_workers.add_argument("--workers", type=int, default=2, help="celery workers to start")
     slots = sub.add_parser(
         "slots",
         help="list who holds the instance's pool slots; end dead runs or free a run's slots",
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "bench-features": lambda: bench_main("features", args),
         "bench-synth": lambda: bench_main("synth", args),
         "bench-scale": lambda: bench_main("scale", args),
+        "bench-workers": lambda: bench_main("workers", args),
     }
     return commands[args.command]()
 
@@ -119,6 +126,8 @@ def bench_main(which: str, args: argparse.Namespace) -> int:
         benchmarks.print_model(benchmarks.bench_model(args.scale, trials=args.trials))
     elif which == "scale":
         benchmarks.print_scale(benchmarks.bench_scale(args.scale, args.reference))
+    elif which == "workers":
+        benchmarks.print_workers(benchmarks.bench_workers(args.scale, workers=args.workers))
     elif which == "features":
         benchmarks.print_features(benchmarks.bench_features(args.scale))
     else:

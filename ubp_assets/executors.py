@@ -11,7 +11,12 @@ point at different brokers. A job that names its executor (`update_job`: in-proc
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import yaml
@@ -41,6 +46,64 @@ def executor_from_env(env: Mapping[str, str] = os.environ) -> dg.ExecutorDefinit
     from dagster_celery import celery_executor  # celery is imported only where it is used
 
     return celery_executor.configured(celery_config(env), name="celery")
+
+
+def _wait_for_workers(
+    broker: str, names: tuple[str, ...], procs: list[subprocess.Popen], logs: list[Path]
+) -> None:
+    from celery import Celery
+
+    app = Celery(broker=broker, backend=broker)
+    deadline = time.monotonic() + 120
+    answered: set[str] = set()
+    while time.monotonic() < deadline:
+        answered = {name.split("@")[0] for reply in app.control.ping(timeout=1) for name in reply}
+        if answered >= set(names):
+            return
+        if any(p.poll() is not None for p in procs):
+            break
+        time.sleep(1)
+    tails = "\n".join(p.read_text()[-1500:] for p in logs)
+    raise RuntimeError(
+        f"celery workers {sorted(set(names) - answered)} never answered (or exited):\n{tails}"
+    )
+
+
+@contextmanager
+def celery_workers(
+    names: tuple[str, ...], env: Mapping[str, str], folder: Path
+) -> Iterator[tuple[list[Path], list[subprocess.Popen]]]:
+    """`dagster-celery worker start` once per name, one pool process each, as a user starts them
+    (the broker and the code location from `env`; their config file and logs in `folder`).
+    Yields their log files and processes once every one answers a ping; stops them (and their
+    pools) afterwards. For the tests and the benchmark: the README shows the commands."""
+    bin_dir = Path(sys.executable).parent
+    env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}  # it starts `celery`
+    config = folder / "celery.yaml"
+    config.write_text(worker_yaml(env))
+    logs = [folder / f"{name}.log" for name in names]
+    workers = [
+        subprocess.Popen(
+            [
+                *(bin_dir / "dagster-celery", "worker", "start", "-A", "dagster_celery.app"),
+                *("-y", config, "-n", name, "--", "--concurrency=1"),
+            ],
+            cwd=folder,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for name, log in zip(names, logs, strict=True)
+    ]
+    try:
+        _wait_for_workers(celery_config(env)["broker"], names, workers, logs)
+        yield logs, workers
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, 15)  # the worker and its pool's process
+        for worker in workers:
+            worker.wait(timeout=60)
 
 
 if __name__ == "__main__":  # python -m ubp_assets.executors > celery.yaml

@@ -1,4 +1,5 @@
-"""The benchmarks' bookkeeping: which memory and which seconds each figure counts."""
+"""The benchmarks' bookkeeping (which memory and which seconds each figure counts), and the workers
+benchmark run small."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import subprocess
 import sys
 import time
+
+import pytest
 
 from ubp_assets.benchmarks import RssSampler, run_figures, tree_rss
 
@@ -47,3 +50,16 @@ def test_the_spans_start_at_the_events_and_take_each_windows_peak():
     assert figures["steps"]["hparam_study"] == {"seconds": 10.0, "peak_gib": 8.0}
     assert list(figures["steps"]) == list(spans)  # in the order they ran
     assert figures["peak_gib"] == 9.0
+
+
+@pytest.mark.slow
+def test_the_workers_benchmark_backfills_on_both_executors(pg_database, redis_url, capsys):
+    """Runs on the servers CI starts (the fixtures skip, or fail in CI, without them)."""
+    from ubp_assets.benchmarks import bench_workers, print_workers
+
+    figures = bench_workers("tiny", workers=1, seed=7, days=5)
+    reference = figures["sqlite_seconds"]
+    assert reference > 0 and figures["postgres_seconds"] > 0 and figures["celery_seconds"] > 0
+    assert figures["celery_ratio"] == round(figures["celery_seconds"] / reference, 2)
+    print_workers(figures)
+    assert "celery with 1 workers" in capsys.readouterr().out

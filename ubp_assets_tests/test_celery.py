@@ -15,8 +15,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -24,7 +22,7 @@ import polars as pl
 import pytest
 
 from ubp_assets.definitions import load_stage_definitions, make_definitions
-from ubp_assets.executors import worker_yaml
+from ubp_assets.executors import celery_workers
 from ubp_assets.features.pipeline import PARTIALS
 from ubp_assets.instance import write_instance_yaml
 from ubp_assets.resources import ScaleSettings, UbpStorage, build_resources
@@ -54,7 +52,6 @@ def _celery_env(
     return {
         **os.environ,
         **pg_database,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the worker starts `celery`
         "DAGSTER_HOME": str(home),
         "UBP_DATA_DIR": str(tmp_path / "data"),
         "UBP_RAW_DIR": str(raw),
@@ -62,59 +59,6 @@ def _celery_env(
         "UBP_EXECUTOR": "celery",
         "UBP_CELERY_BROKER": redis_url,
     }
-
-
-@contextmanager
-def _celery_workers(
-    names: tuple[str, ...], env: dict[str, str], tmp_path: Path, redis_url: str
-) -> Iterator[tuple[list[Path], list[subprocess.Popen]]]:
-    """`dagster-celery worker start` once per name (one pool process each), as a user starts
-    them; yields their log files and processes once all answer, and stops them (and their pools)
-    after."""
-    config = tmp_path / "celery.yaml"
-    config.write_text(worker_yaml(env))
-    logs = [tmp_path / f"{name}.log" for name in names]
-    workers = [
-        subprocess.Popen(
-            [
-                *(BIN / "dagster-celery", "worker", "start", "-A", "dagster_celery.app"),
-                *("-y", config, "-n", name, "--", "--concurrency=1"),
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        for name, log in zip(names, logs, strict=True)
-    ]
-    try:
-        _wait_for_workers(redis_url, names, workers, logs)
-        yield logs, workers
-    finally:
-        for worker in workers:
-            os.killpg(worker.pid, 15)  # the worker and its pool's process
-        for worker in workers:
-            worker.wait(timeout=60)
-
-
-def _wait_for_workers(broker: str, names: tuple[str, ...], procs: list, logs: list[Path]) -> None:
-    from celery import Celery
-
-    app = Celery(broker=broker, backend=broker)
-    deadline = time.monotonic() + 120
-    answered: set[str] = set()
-    while time.monotonic() < deadline:
-        answered = {name.split("@")[0] for reply in app.control.ping(timeout=1) for name in reply}
-        if answered >= set(names):
-            return
-        if any(p.poll() is not None for p in procs):
-            break
-        time.sleep(1)
-    tails = "\n".join(p.read_text()[-1500:] for p in logs)
-    raise AssertionError(
-        f"workers {sorted(set(names) - answered)} never answered (or exited):\n{tails}"
-    )
 
 
 def _assert_equal_to_an_in_process_run(
@@ -152,7 +96,7 @@ def test_a_backfill_runs_step_by_step_on_two_celery_workers_and_equals_an_in_pro
     env = _celery_env(
         pg_database, redis_url, home, tiny_release, tmp_path, chunk_events=chunk_events
     )
-    with _celery_workers(WORKERS, env, tmp_path, redis_url) as (logs, _):
+    with celery_workers(WORKERS, env, tmp_path) as (logs, _):
         launched = subprocess.run(
             [*DAGSTER_EXECUTE, "--tags", json.dumps({RANGE_START: FIRST, RANGE_END: LAST})],
             cwd=ROOT,
@@ -178,7 +122,9 @@ def test_a_backfill_runs_step_by_step_on_two_celery_workers_and_equals_an_in_pro
     }
     steps = {node.name for node in load_stage_definitions().resolve_job_def("daily_job").nodes}
     assert set(ran_on) == steps == {"events", "daily_partials", "day_files_intact"}  # a task each
-    assert {host.split("@")[0] for host in ran_on.values()} == set(WORKERS), ran_on
+    # which idle worker takes a task is the broker's choice: three steps in a row may all land on
+    # one, so the test asks only that each ran on one of the started workers
+    assert {host.split("@")[0] for host in ran_on.values()} <= set(WORKERS), ran_on
     materialized = Counter(
         (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)
         for e in entries
@@ -237,7 +183,7 @@ def test_a_worker_killed_in_the_middle_of_a_step_fails_the_run_and_ubp_resume_co
         pg_database, redis_url, home, tiny_release, tmp_path, chunk_events=chunk_events
     )
     days = len(day_range(dt.date.fromisoformat(FIRST), dt.date.fromisoformat(LAST)))
-    with _celery_workers(("w1",), env, tmp_path, redis_url) as (logs, [worker]):
+    with celery_workers(("w1",), env, tmp_path) as (logs, [worker]):
         launched = subprocess.Popen(
             [*DAGSTER_EXECUTE, "--tags", json.dumps({RANGE_START: FIRST, RANGE_END: LAST})],
             cwd=ROOT,

@@ -8,6 +8,7 @@ labels that window fills. The validation window (the exam) is never read.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -158,25 +159,57 @@ def make_objective(
     return objective
 
 
+def trial_seeded_sampler(seed: int):
+    """Optuna's TPE sampler whose draws for trial k come from `seed + k`: a study resumed later,
+    or fed by several workers at once (each trial's number is unique in the storage), never
+    repeats a point, and the first (random) trials draw what a one-worker study draws, whoever
+    runs them. Optuna has no public reseed with a given value, hence the private generators."""
+    import optuna
+
+    class TrialSeededTPESampler(optuna.samplers.TPESampler):
+        def before_trial(self, study, trial) -> None:
+            own = seed + trial.number
+            self._rng.rng.seed(own)  # TPE's own draws
+            self._random_sampler._rng.rng.seed(own)  # the startup trials' random draws
+            super().before_trial(study, trial)
+
+    return TrialSeededTPESampler(seed=seed, n_startup_trials=4)
+
+
+def _rdb_storage(storage_url: str, attempts: int = 5):
+    """Optuna's storage at the URL. Workers that open a new database at the same moment race to
+    create its tables (a unique-key error in all but one): the others wait and open what the
+    first created."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(storage_url)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def open_study(storage_url: str, seed: int):
-    """Create or resume the study. The sampler's seed moves on with the trials already stored, so
-    a resumed study draws new points (a fresh sampler with the first seed would repeat them)
-    while staying reproducible from its history."""
+    """Create or resume the study, at any storage URL (SQLite for one process, a server database
+    such as Postgres for several workers)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    existing = optuna.create_study(
-        study_name=STUDY_NAME, storage=storage_url, direction="maximize", load_if_exists=True
-    )
-    done = len(existing.trials)
-    if MARK_ATTR not in existing.user_attrs:  # a new study, or one older than the mark
-        existing.set_user_attr(MARK_ATTR, done)
-    return optuna.load_study(
+    study = optuna.create_study(
         study_name=STUDY_NAME,
-        storage=storage_url,
-        sampler=optuna.samplers.TPESampler(seed=seed + done, n_startup_trials=4),
+        storage=_rdb_storage(storage_url),
+        direction="maximize",
+        load_if_exists=True,
+        sampler=trial_seeded_sampler(seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
     )
+    if MARK_ATTR not in study.user_attrs:  # a new study, or one older than the mark
+        study.set_user_attr(MARK_ATTR, len(study.trials))
+    return study
 
 
 def fail_orphaned_trials(study, owner_is_live: Callable[[str], bool]) -> list[int]:
