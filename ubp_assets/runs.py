@@ -289,6 +289,19 @@ def _cancel(
         os._exit(130)
 
 
+def resumed_tags(parent: dict[str, str]) -> dict[str, str]:
+    """The tags a resumed run carries: the parent's partition range and the user's own. Dagster's
+    lineage tags (parent, root, retry) are set by the re-execution, and the process tags are this
+    process's, which executes the new run (the parent's would name a process that is gone)."""
+    ours = (HOST_TAG, PID_TAG, PROCESS_START_TAG)
+    carried = {
+        k: v
+        for k, v in parent.items()
+        if k not in ours and ("partition" in k or not k.startswith("dagster/"))
+    }
+    return {**carried, **process_tags()}
+
+
 def resume_failed_run(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
     """Re-execute a failed run from its failure: the steps that failed or never ran, with the
     parent's tags (its partition range) and the code location's definitions, so the executor is
@@ -308,15 +321,10 @@ def resume_failed_run(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRu
     job = ReconstructableRepository.for_module(
         "ubp_assets.definitions", "defs", working_directory=os.getcwd()
     ).get_reconstructable_job(parent.job_name)
-    # Dagster's own tags of the new run (its parent, root, retry) are set by the re-execution; the
-    # partition range and the user's tags are carried over.
-    tags = {
-        k: v for k, v in parent.tags.items() if "partition" in k or not k.startswith("dagster/")
-    }
     with dg.execute_job(
         job,
         instance,
-        tags=tags,
+        tags=resumed_tags(parent.tags),
         reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance),
         raise_on_error=False,
     ) as result:

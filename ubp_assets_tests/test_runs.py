@@ -19,7 +19,9 @@ from ubp_assets.runs import (
     PROCESS_START_TAG,
     _process_start,
     end_dead_runs,
+    process_tags,
     resume_failed_run,
+    resumed_tags,
     slot_holders,
 )
 
@@ -151,6 +153,25 @@ def test_only_a_failed_run_resumes_and_an_unknown_one_is_named(instance):
     with pytest.raises(ValueError, match=f"run {live.run_id} is started: only a failed run"):
         resume_failed_run(instance, live.run_id)
     assert len(instance.get_runs()) == 1  # nothing was launched
+
+
+def test_a_resumed_run_keeps_its_days_and_the_users_tags_and_is_tagged_with_this_process():
+    parent = {
+        "dagster/asset_partition_range_start": "2022-04-14",
+        "dagster/asset_partition_range_end": "2022-04-19",
+        "dagster/parent_run_id": "older",
+        "dagster/root_run_id": "oldest",
+        "team": "growth",
+        HOST_TAG: "gone-host",
+        PID_TAG: "1",
+        PROCESS_START_TAG: "0",
+    }
+    assert resumed_tags(parent) == {
+        "dagster/asset_partition_range_start": "2022-04-14",
+        "dagster/asset_partition_range_end": "2022-04-19",
+        "team": "growth",
+        **process_tags(),
+    }
 
 
 def test_ubp_slots_lists_holders_and_frees_a_runs_slots(tmp_path):
