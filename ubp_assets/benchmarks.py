@@ -176,6 +176,14 @@ def update_job():
     return load_stage_definitions().resolve_job_def("update_job")
 
 
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """The tags of one run over the day partitions first..last, as a backfill launches it."""
+    return {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
+
+
 def run_update(first: str, last: str) -> dict:
     """Take in the days first..last as the nightly schedule does: one run of `update_job` (their
     partitions, then the split, the folds and the feature matrix) with the job's own executor,
@@ -189,10 +197,7 @@ def run_update(first: str, last: str) -> dict:
         dg.execute_job(
             dg.reconstructable(update_job),
             instance=instance,
-            tags={
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-            },
+            tags=range_tags(first, last),
         ) as result,
     ):
         assert result.success
@@ -515,7 +520,7 @@ def print_scale(figures: dict) -> None:
 def _timed_backfill(env: dict[str, str], first: str, last: str) -> float:
     """Wall seconds of one `dagster job execute` of `daily_job` over first..last, as a backfill
     of those days launches it."""
-    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    tags = range_tags(first, last)
     command = [Path(sys.executable).parent / "dagster", "job", "execute"]
     started = time.perf_counter()
     done = subprocess.run(
@@ -541,28 +546,26 @@ def bench_workers(
     limits the backfill to the scale's first days (default: every day). Needs the servers
     `.ci/start-postgres` and `.ci/start-redis` start (UBP_TEST_POSTGRES, UBP_TEST_REDIS)."""
     import datetime as dt
-    import uuid
 
-    import psycopg2
     import redis
-    from psycopg2.extensions import parse_dsn
 
     from ubp_assets.executors import celery_workers
     from ubp_assets.instance import write_instance_yaml
+    from ubp_assets.postgres import DEFAULT_SERVER, scratch_database
     from ubp_assets.synthetic import get_scale, write_release
 
     chosen = get_scale(scale)
     end = chosen.last_day if days is None else chosen.first_day + dt.timedelta(days=days - 1)
     first, last = str(chosen.first_day), str(min(end, chosen.last_day))
-    postgres = os.environ.get("UBP_TEST_POSTGRES", "postgresql://ubp:ubp@127.0.0.1:5432/postgres")
+    postgres = os.environ.get("UBP_TEST_POSTGRES", DEFAULT_SERVER)
     broker = os.environ.get("UBP_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/") + "/6"
-    dsn = parse_dsn(postgres)
     redis.Redis.from_url(broker, socket_connect_timeout=5).flushdb()  # no stale task
     figures: dict = {"scale": scale, "workers": workers, "days": f"{first}..{last}"}
-    databases = {name: f"ubp_bench_{uuid.uuid4().hex[:12]}" for name in ("postgres", "celery")}
-    admin = psycopg2.connect(postgres, connect_timeout=5)
-    admin.autocommit = True
-    with tempfile.TemporaryDirectory() as tmp:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        scratch_database(postgres, "ubp_bench") as on_postgres,
+        scratch_database(postgres, "ubp_bench") as on_celery,
+    ):
         root = Path(tmp)
         write_release(chosen, seed, root / "raw")
         base = {
@@ -570,41 +573,21 @@ def bench_workers(
             "UBP_RAW_DIR": str(root / "raw"),
         }
 
-        def env_for(name: str, **more: str) -> dict[str, str]:
-            home = write_instance_yaml(root / f"home_{name}", postgres=name in databases).parent
-            pg = {
-                "DAGSTER_PG_HOST": dsn.get("host", "127.0.0.1"),
-                "DAGSTER_PG_PORT": dsn.get("port", "5432"),
-                "DAGSTER_PG_USER": dsn["user"],
-                "DAGSTER_PG_PASSWORD": dsn.get("password", ""),
-                "DAGSTER_PG_DB": databases.get(name, ""),
-            }
-            return {
-                **base,
-                **(pg if name in databases else {}),
-                "UBP_DATA_DIR": str(root / name),
-                "DAGSTER_HOME": str(home),
-                **more,
-            }
+        def env_for(name: str, pg: dict[str, str] | None = None, **more: str) -> dict[str, str]:
+            home = write_instance_yaml(root / f"home_{name}", postgres=pg is not None).parent
+            data = {"UBP_DATA_DIR": str(root / name), "DAGSTER_HOME": str(home)}
+            return {**base, **(pg or {}), **data, **more}
 
-        try:
-            with admin.cursor() as cur:
-                for database in databases.values():
-                    cur.execute(f'CREATE DATABASE "{database}"')
-            figures["sqlite_seconds"] = round(_timed_backfill(env_for("sqlite"), first, last), 1)
-            on_postgres = env_for("postgres")
-            figures["postgres_seconds"] = round(_timed_backfill(on_postgres, first, last), 1)
-            spread = env_for("celery", UBP_EXECUTOR="celery", UBP_CELERY_BROKER=broker)
-            names = tuple(f"bench{i + 1}" for i in range(workers))
-            started = time.perf_counter()
-            with celery_workers(names, spread, root):
-                figures["workers_start_seconds"] = round(time.perf_counter() - started, 1)
-                figures["celery_seconds"] = round(_timed_backfill(spread, first, last), 1)
-        finally:
-            with admin.cursor() as cur:
-                for database in databases.values():
-                    cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-            admin.close()
+        figures["sqlite_seconds"] = round(_timed_backfill(env_for("sqlite"), first, last), 1)
+        figures["postgres_seconds"] = round(
+            _timed_backfill(env_for("postgres", on_postgres), first, last), 1
+        )
+        spread = env_for("celery", on_celery, UBP_EXECUTOR="celery", UBP_CELERY_BROKER=broker)
+        names = tuple(f"bench{i + 1}" for i in range(workers))
+        started = time.perf_counter()
+        with celery_workers(names, spread, root):
+            figures["workers_start_seconds"] = round(time.perf_counter() - started, 1)
+            figures["celery_seconds"] = round(_timed_backfill(spread, first, last), 1)
     for name in ("postgres", "celery"):
         figures[f"{name}_ratio"] = round(
             figures[f"{name}_seconds"] / max(figures["sqlite_seconds"], 1e-9), 2

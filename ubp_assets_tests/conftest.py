@@ -2,21 +2,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import psycopg2
 import pytest
-from psycopg2 import sql
-from psycopg2.errors import InsufficientPrivilege
-from psycopg2.extensions import parse_dsn
 
+from ubp_assets.postgres import DEFAULT_SERVER, scratch_database
 from ubp_assets.synthetic import get_scale, write_release
 
-DEFAULT_POSTGRES = "postgresql://ubp:ubp@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379"
 EVENT_FILES = ("product_buy", "add_to_cart", "remove_from_cart", "page_visit", "search_query")
 
@@ -56,9 +51,9 @@ def read_events(raw: Path) -> dict[str, pl.DataFrame]:
 def pg_database() -> Iterator[dict[str, str]]:
     """A fresh database on the server UBP_TEST_POSTGRES names, dropped afterwards; yields the
     DAGSTER_PG_* variables that point at it."""
-    url = os.environ.get("UBP_TEST_POSTGRES", DEFAULT_POSTGRES)
+    url = os.environ.get("UBP_TEST_POSTGRES", DEFAULT_SERVER)
     try:
-        admin = psycopg2.connect(url, connect_timeout=5)
+        psycopg2.connect(url, connect_timeout=5).close()
     except psycopg2.OperationalError as e:
         reason = (
             f"no Postgres server at {url} ({' '.join(str(e).split())}); "
@@ -67,38 +62,8 @@ def pg_database() -> Iterator[dict[str, str]]:
         if os.environ.get("UBP_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"UBP_REQUIRE_POSTGRES=1 but {reason}")
         pytest.skip(reason)
-    admin.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-    name = f"ubp_test_{uuid.uuid4().hex[:12]}"
-    dsn = parse_dsn(url)
-    try:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield {
-            "DAGSTER_PG_HOST": dsn.get("host", "127.0.0.1"),
-            "DAGSTER_PG_PORT": dsn.get("port", "5432"),
-            "DAGSTER_PG_USER": dsn["user"],
-            "DAGSTER_PG_PASSWORD": dsn.get("password", ""),
-            "DAGSTER_PG_DB": name,
-        }
-        _drop_database(admin, name)
-    finally:
-        admin.close()
-
-
-def _drop_database(admin, name: str, attempts: int = 20) -> None:
-    """DROP ... WITH (FORCE), since Dagster's pooled connections may linger. A session this role
-    may not end ("must be a member of the role whose process is being terminated", seen once in
-    CI; most likely an autovacuum worker on the new database) ends by itself: wait, try again."""
-    drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
-    for attempt in range(attempts):
-        try:
-            with admin.cursor() as cur:
-                cur.execute(drop)
-            return
-        except InsufficientPrivilege:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5)
+    with scratch_database(url, "ubp_test") as env:
+        yield env
 
 
 @pytest.fixture

@@ -35,23 +35,32 @@ FIRST, LAST = "2022-04-14", "2022-04-19"
 WORKERS = ("w1", "w2")
 
 
-DAGSTER_EXECUTE = (BIN / "dagster", "job", "execute", "-m", "ubp_assets.definitions", "-j")
-DAGSTER_EXECUTE = (*DAGSTER_EXECUTE, "daily_job")
+DAYS = [d.isoformat() for d in day_range(dt.date.fromisoformat(FIRST), dt.date.fromisoformat(LAST))]
+# the backfill of FIRST..LAST, launched as a user launches it
+BACKFILL = (
+    *(BIN / "dagster", "job", "execute", "-m", "ubp_assets.definitions", "-j", "daily_job"),
+    *("--tags", json.dumps({RANGE_START: FIRST, RANGE_END: LAST})),
+)
 
 
 def _celery_env(
     pg_database: dict[str, str],
     redis_url: str,
-    home: Path,
     raw: Path,
     tmp_path: Path,
+    monkeypatch,
     *,
-    chunk_events: int,
-) -> dict[str, str]:
-    """The environment the workers and the launching command share: instance, data, broker."""
-    return {
+    days: int,
+) -> tuple[Path, int, dict[str, str]]:
+    """A Postgres instance's home, the UBP_CHUNK_EVENTS that builds `days` days a chunk, and the
+    environment the workers and the launching command share: instance, data, broker. The
+    DAGSTER_PG_* variables are set here too, for the instance the test reads."""
+    for var, value in pg_database.items():
+        monkeypatch.setenv(var, value)
+    home = write_instance_yaml(tmp_path / "home", postgres=True).parent
+    chunk_events = chunk_events_for(raw, days)
+    env = {
         **os.environ,
-        **pg_database,
         "DAGSTER_HOME": str(home),
         "UBP_DATA_DIR": str(tmp_path / "data"),
         "UBP_RAW_DIR": str(raw),
@@ -59,6 +68,19 @@ def _celery_env(
         "UBP_EXECUTOR": "celery",
         "UBP_CELERY_BROKER": redis_url,
     }
+    return home, chunk_events, env
+
+
+def _materialized(entries) -> Counter:
+    """(asset, day) of every materialization in a run's events."""
+    return Counter(
+        (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)
+        for e in entries
+        if e.is_dagster_event and e.dagster_event.is_step_materialization
+    )
+
+
+EVERY_DAY_ONCE = Counter((a, d) for a in ("events", *PARTIALS) for d in DAYS)
 
 
 def _assert_equal_to_an_in_process_run(
@@ -89,16 +111,12 @@ def _parquet_files(root: Path) -> dict[str, pl.DataFrame]:
 def test_a_backfill_runs_step_by_step_on_two_celery_workers_and_equals_an_in_process_run(
     pg_database, redis_url, tiny_release, tmp_path, monkeypatch
 ):
-    for var, value in pg_database.items():  # the instance read here, too
-        monkeypatch.setenv(var, value)
-    home = write_instance_yaml(tmp_path / "home", postgres=True).parent
-    chunk_events = chunk_events_for(tiny_release, 2)  # three chunks of days in the events step
-    env = _celery_env(
-        pg_database, redis_url, home, tiny_release, tmp_path, chunk_events=chunk_events
+    home, chunk_events, env = _celery_env(  # three chunks of two days in the events step
+        pg_database, redis_url, tiny_release, tmp_path, monkeypatch, days=2
     )
     with celery_workers(WORKERS, env, tmp_path) as (logs, _):
         launched = subprocess.run(
-            [*DAGSTER_EXECUTE, "--tags", json.dumps({RANGE_START: FIRST, RANGE_END: LAST})],
+            BACKFILL,
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -125,17 +143,8 @@ def test_a_backfill_runs_step_by_step_on_two_celery_workers_and_equals_an_in_pro
     # which idle worker takes a task is the broker's choice: three steps in a row may all land on
     # one, so the test asks only that each ran on one of the started workers
     assert {host.split("@")[0] for host in ran_on.values()} <= set(WORKERS), ran_on
-    materialized = Counter(
-        (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)
-        for e in entries
-        if e.is_dagster_event and e.dagster_event.is_step_materialization
-    )
-    days = [
-        d.isoformat() for d in day_range(dt.date.fromisoformat(FIRST), dt.date.fromisoformat(LAST))
-    ]
-    assert materialized == Counter((a, d) for a in ("events", *PARTIALS) for d in days)
-
-    _assert_equal_to_an_in_process_run(tmp_path, tiny_release, chunk_events, len(days))
+    assert _materialized(entries) == EVERY_DAY_ONCE
+    _assert_equal_to_an_in_process_run(tmp_path, tiny_release, chunk_events, len(DAYS))
 
 
 def _children(pid: int) -> list[int]:
@@ -175,17 +184,13 @@ def _kill_the_pool_after(instance, worker: subprocess.Popen, step: str, needle: 
 def test_a_worker_killed_in_the_middle_of_a_step_fails_the_run_and_ubp_resume_completes_it(
     pg_database, redis_url, tiny_release, tmp_path, monkeypatch
 ):
-    for var, value in pg_database.items():
-        monkeypatch.setenv(var, value)
-    home = write_instance_yaml(tmp_path / "home", postgres=True).parent
-    chunk_events = chunk_events_for(tiny_release, 1)  # a chunk a day: killed after the first
-    env = _celery_env(
-        pg_database, redis_url, home, tiny_release, tmp_path, chunk_events=chunk_events
+    home, chunk_events, env = _celery_env(  # a chunk a day: killed after the first
+        pg_database, redis_url, tiny_release, tmp_path, monkeypatch, days=1
     )
-    days = len(day_range(dt.date.fromisoformat(FIRST), dt.date.fromisoformat(LAST)))
+    days = len(DAYS)
     with celery_workers(("w1",), env, tmp_path) as (logs, [worker]):
         launched = subprocess.Popen(
-            [*DAGSTER_EXECUTE, "--tags", json.dumps({RANGE_START: FIRST, RANGE_END: LAST})],
+            BACKFILL,
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -221,13 +226,5 @@ def test_a_worker_killed_in_the_middle_of_a_step_fails_the_run_and_ubp_resume_co
         [second] = [r for r in instance.get_runs() if r.run_id != run_id]
         assert second.parent_run_id == run_id and second.status == dg.DagsterRunStatus.SUCCESS
         entries = instance.all_logs(second.run_id)
-    materialized = Counter(
-        (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)
-        for e in entries
-        if e.is_dagster_event and e.dagster_event.is_step_materialization
-    )
-    every_day = [
-        d.isoformat() for d in day_range(dt.date.fromisoformat(FIRST), dt.date.fromisoformat(LAST))
-    ]
-    assert materialized == Counter((a, d) for a in ("events", *PARTIALS) for d in every_day)
+    assert _materialized(entries) == EVERY_DAY_ONCE
     _assert_equal_to_an_in_process_run(tmp_path, tiny_release, chunk_events, days)
