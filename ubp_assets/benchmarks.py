@@ -295,7 +295,6 @@ def bench_model(scale: str = "demo", seed: int = 2025, trials: int = 3) -> dict:
     """The autoencoder's training throughput against a plain reconstruction-only step of the same
     network (the cost of the paper's two noisy views and InfoNCE), and the study's time per
     trial, on a feature matrix built from a fresh synthetic release."""
-    import duckdb
     import numpy as np
     import torch
 
@@ -308,6 +307,7 @@ def bench_model(scale: str = "demo", seed: int = 2025, trials: int = 3) -> dict:
     from ubp_assets.model.training import TrainConfig, train_autoencoder
     from ubp_assets.model.tuning import make_objective, open_study, tuning_tasks
     from ubp_assets.synthetic import get_scale, write_release
+    from ubp_assets.warehouse import WarehouseDir, read_table
 
     spec = get_scale(scale)
     figures: dict = {"scale": scale}
@@ -321,8 +321,7 @@ def bench_model(scale: str = "demo", seed: int = 2025, trials: int = 3) -> dict:
             f"result = run_update({str(spec.first_day)!r}, {str(spec.last_day)!r})\n",
             env,
         )
-        with duckdb.connect(f"{tmp}/data/warehouse.duckdb", read_only=True) as conn:
-            matrix = conn.execute("SELECT * FROM feature_matrix").pl()
+        matrix = read_table(WarehouseDir(Path(tmp) / "data" / "warehouse"), "feature_matrix")
         client_ids = matrix["client_id"].to_numpy()
         features = matrix.drop("client_id").to_numpy()
         figures["clients"], figures["features"] = features.shape
@@ -538,19 +537,21 @@ def _timed_backfill(env: dict[str, str], first: str, last: str) -> float:
 def bench_workers(
     scale: str = "demo", workers: int = 2, seed: int = 2025, days: int | None = None
 ) -> dict:
-    """A backfill of every day (`daily_job`, one run) launched with `dagster job execute`, three
+    """A backfill of every day (`daily_job`, one run) launched with `dagster job execute`, four
     ways, each on a fresh data directory and instance: Dagster's default executor with a local
     SQLite instance (the reference), the same executor with the instance on Postgres, and the
-    celery executor with `workers` workers (one pool process each) and the instance on Postgres.
-    Wall seconds of each and their ratios to the reference; the workers' start is apart. `days`
-    limits the backfill to the scale's first days (default: every day). Needs the servers
-    `.ci/start-postgres` and `.ci/start-redis` start (UBP_TEST_POSTGRES, UBP_TEST_REDIS)."""
+    celery executor with `workers` workers (one pool process each) and the instance on Postgres,
+    with the data in a local folder and on the S3 server. Wall seconds of each and their ratios
+    to the reference; the workers' start is apart. `days` limits the backfill to the scale's
+    first days (default: every day). Needs the servers `.ci/start-postgres`, `.ci/start-redis`
+    and `.ci/start-s3` start (UBP_TEST_POSTGRES, UBP_TEST_REDIS, UBP_TEST_S3)."""
     import datetime as dt
 
     import redis
 
     from ubp_assets.executors import celery_workers
     from ubp_assets.instance import write_instance_yaml
+    from ubp_assets.location import loopback_store_env, scratch_prefix
     from ubp_assets.postgres import DEFAULT_SERVER, scratch_database
     from ubp_assets.synthetic import get_scale, write_release
 
@@ -560,11 +561,14 @@ def bench_workers(
     postgres = os.environ.get("UBP_TEST_POSTGRES", DEFAULT_SERVER)
     broker = os.environ.get("UBP_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/") + "/6"
     redis.Redis.from_url(broker, socket_connect_timeout=5).flushdb()  # no stale task
+    store = loopback_store_env(os.environ.get("UBP_TEST_S3", "http://127.0.0.1:5055"), "bench")
     figures: dict = {"scale": scale, "workers": workers, "days": f"{first}..{last}"}
     with (
         tempfile.TemporaryDirectory() as tmp,
         scratch_database(postgres, "ubp_bench") as on_postgres,
         scratch_database(postgres, "ubp_bench") as on_celery,
+        scratch_database(postgres, "ubp_bench") as on_s3,
+        scratch_prefix("ubp-bench", store) as bucket,
     ):
         root = Path(tmp)
         write_release(chosen, seed, root / "raw")
@@ -578,17 +582,22 @@ def bench_workers(
             data = {"UBP_DATA_DIR": str(root / name), "DAGSTER_HOME": str(home)}
             return {**base, **(pg or {}), **data, **more}
 
+        celery = {"UBP_EXECUTOR": "celery", "UBP_CELERY_BROKER": broker}
+
         figures["sqlite_seconds"] = round(_timed_backfill(env_for("sqlite"), first, last), 1)
         figures["postgres_seconds"] = round(
             _timed_backfill(env_for("postgres", on_postgres), first, last), 1
         )
-        spread = env_for("celery", on_celery, UBP_EXECUTOR="celery", UBP_CELERY_BROKER=broker)
         names = tuple(f"bench{i + 1}" for i in range(workers))
-        started = time.perf_counter()
-        with celery_workers(names, spread, root):
-            figures["workers_start_seconds"] = round(time.perf_counter() - started, 1)
-            figures["celery_seconds"] = round(_timed_backfill(spread, first, last), 1)
-    for name in ("postgres", "celery"):
+        for name, env in (
+            ("celery", env_for("celery", on_celery, **celery)),
+            ("celery_s3", env_for("celery_s3", on_s3, **celery, **store, UBP_DATA_DIR=bucket)),
+        ):
+            started = time.perf_counter()
+            with celery_workers(names, env, root):
+                figures["workers_start_seconds"] = round(time.perf_counter() - started, 1)
+                figures[f"{name}_seconds"] = round(_timed_backfill(env, first, last), 1)
+    for name in ("postgres", "celery", "celery_s3"):
         figures[f"{name}_ratio"] = round(
             figures[f"{name}_seconds"] / max(figures["sqlite_seconds"], 1e-9), 2
         )
@@ -601,6 +610,7 @@ def print_workers(figures: dict) -> None:
         f"default executor, SQLite instance {figures['sqlite_seconds']}s; default executor, "
         f"Postgres instance {figures['postgres_seconds']}s ({figures['postgres_ratio']}x); "
         f"celery with {figures['workers']} workers, Postgres instance "
-        f"{figures['celery_seconds']}s ({figures['celery_ratio']}x; the workers took "
-        f"{figures['workers_start_seconds']}s to start, not counted)"
+        f"{figures['celery_seconds']}s ({figures['celery_ratio']}x), the same with the data on "
+        f"the S3 server {figures['celery_s3_seconds']}s ({figures['celery_s3_ratio']}x; the "
+        f"workers took {figures['workers_start_seconds']}s to start, not counted)"
     )

@@ -137,7 +137,15 @@ def bench_main(which: str, args: argparse.Namespace) -> int:
 
 
 def data_path(data_dir: str | None) -> Path:
-    return Path(data_dir or os.environ.get("UBP_DATA_DIR", "data")).resolve()
+    """The local data directory `ubp`'s commands keep their instance, logs and data in."""
+    given = data_dir or os.environ.get("UBP_DATA_DIR", "data")
+    if "://" in given:
+        raise SystemExit(
+            f"[ubp] {given} is an object store: ubp's commands keep the Dagster instance and "
+            "their logs in a local data directory. Launch the jobs with `dagster job execute` "
+            "instead (README, Scaling out)"
+        )
+    return Path(given).resolve()
 
 
 def dagster_home(data: Path) -> Path:
@@ -384,7 +392,7 @@ def score_main(folder: str, name: str | None, data_dir: str | None, raw_dir: str
     try:
         table = score_beside(
             storage.target_dir,
-            storage.warehouse_path,
+            storage.warehouse_dir,
             storage.reports_dir,
             method=method,
             client_ids=client_ids,

@@ -2,7 +2,7 @@
 
 Local runs use SQLite (Dagster's default storage, so no `storage` key); when several runs, the
 daemon and the UI write at once, `postgres_instance_yaml()` moves Dagster's storage to Postgres.
-Both keep the same concurrency settings: the warehouse assets share one DuckDB file.
+Both keep the same concurrency settings.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ concurrency:
     # A backfill queues one run per day; a few at once keep a laptop responsive.
     max_concurrent_runs: 4
   pools:
-    # The duckdb_warehouse pool has no limit of its own: DuckDB allows one writer.
+    # heavy_steps (a chunk of days or a shard of clients each): one at a time keeps memory to
+    # one step's; a cluster with memory to spare raises it.
     default_limit: 1
 # The daemon ends runs stuck starting or canceling and frees the pool slots of runs that have
 # ended (a run whose process was killed keeps its slot until something does). `ubp run` ends

@@ -15,6 +15,7 @@ from ubp_assets.evaluation.submission import (
     write_submission,
 )
 from ubp_assets.inputs import load_relevant_clients
+from ubp_assets.location import load_npy
 from ubp_assets.markdown import markdown_table
 from ubp_assets.resources import UbpStorage
 
@@ -58,7 +59,7 @@ def published(storage: UbpStorage, methods: list[str], seconds: float, *, metada
         folder = storage.embeddings_dir / method
         stored, stored_ids = (
             StoredEmbeddings.open(folder / EMBEDDINGS),
-            np.load(folder / CLIENT_IDS),
+            load_npy(folder / CLIENT_IDS),
         )
         found = submission_problems(stored_ids, stored, relevant)
         prefix = f"{method}: " if len(methods) > 1 else ""

@@ -11,64 +11,91 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, field_validator
 
-WAREHOUSE_POOL = "duckdb_warehouse"
+from ubp_assets.location import AnyPath, data_location, is_local
+from ubp_assets.warehouse import open_views
+
+# The steps that hold a chunk of days or a shard of clients: one at a time per instance by
+# default, so that memory is set by one step; a cluster raises the pool's limit (dagster.yaml).
+HEAVY_POOL = "heavy_steps"
 
 
 class UbpStorage(dg.ConfigurableResource):
-    """Paths of the raw release, the day-partitioned tables, the quarantine and the warehouse."""
+    """Paths of the raw release, the day-partitioned tables, the quarantine and the warehouse.
 
-    data_dir: str = Field(description="Root of everything the pipeline writes.")
+    The data directory is a local folder or an object store's URL (`s3://bucket/prefix`,
+    `location.py`); the raw release is read from a local folder (a copy or a mounted bucket on
+    each machine), since its files are fingerprinted and memory-mapped."""
+
+    data_dir: str = Field(description="Root of everything the pipeline writes: a folder or URL.")
     raw_dir: str = Field(
-        default="", description="The release's folder; empty means <data_dir>/raw."
+        default="", description="The release's local folder; empty means <data_dir>/raw."
     )
 
+    @field_validator("raw_dir")
+    @classmethod
+    def _local_release(cls, value: str) -> str:
+        if "://" in value:
+            raise ValueError(f"the raw release {value!r} must be a local folder, not a URL")
+        return value
+
     @property
-    def root(self) -> Path:
-        return Path(self.data_dir).expanduser().resolve()
+    def root(self) -> AnyPath:
+        return data_location(self.data_dir)
 
     @property
     def raw_path(self) -> Path:
-        return Path(self.raw_dir).expanduser().resolve() if self.raw_dir else self.root / "raw"
+        if self.raw_dir:
+            return Path(self.raw_dir).expanduser().resolve()
+        if not is_local(self.root):
+            raise ValueError(
+                f"the data is on an object store ({self.data_dir}): set UBP_RAW_DIR to the "
+                "release's local folder (its files are fingerprinted and memory-mapped)"
+            )
+        return self.root / "raw"
 
     @property
-    def events_dir(self) -> Path:
-        return self.root / "warehouse" / "events"
+    def events_dir(self) -> AnyPath:
+        return self.warehouse_dir / "events"
 
     @property
-    def quarantine_dir(self) -> Path:
+    def quarantine_dir(self) -> AnyPath:
         return self.root / "quarantine"
 
     @property
-    def warehouse_path(self) -> Path:
-        return self.root / "warehouse.duckdb"
+    def warehouse_dir(self) -> AnyPath:
+        """The day files (`events/`, `partials/`) and the tables (`tables/`): `warehouse.py`."""
+        return self.root / "warehouse"
 
     @property
-    def partials_dir(self) -> Path:
-        return self.root / "warehouse" / "partials"
+    def partials_dir(self) -> AnyPath:
+        return self.warehouse_dir / "partials"
 
     @property
-    def reports_dir(self) -> Path:
+    def reports_dir(self) -> AnyPath:
         return self.root / "reports"
 
     @property
-    def target_dir(self) -> Path:
+    def target_dir(self) -> AnyPath:
         """The six tasks' target lists and windows, in the organisers' `target/` layout."""
         return self.root / "evaluation" / "target"
 
     @property
-    def embeddings_dir(self) -> Path:
+    def embeddings_dir(self) -> AnyPath:
         """One folder per embedding method, each in the challenge's submission format."""
         return self.root / "embeddings"
 
     @property
-    def models_dir(self) -> Path:
+    def models_dir(self) -> AnyPath:
         """The Optuna study's database and one autoencoder file per materialization."""
         return self.root / "models"
 
@@ -77,17 +104,17 @@ class UbpStorage(dg.ConfigurableResource):
         return self.raw_path / "input" / "relevant_clients.npy"
 
     @property
-    def scaler_path(self) -> Path:
+    def scaler_path(self) -> AnyPath:
         """The feature matrix's scaler, saved beside it to encode new clients."""
-        return self.root / "warehouse" / "feature_matrix" / "scaler.parquet"
+        return self.warehouse_dir / "feature_matrix" / "scaler.parquet"
 
     @property
-    def best_params_path(self) -> Path:
+    def best_params_path(self) -> AnyPath:
         """The study's best trial, which the autoencoder trains with."""
         return self.models_dir / "best_params.json"
 
     @property
-    def autoencoder_path(self) -> Path:
+    def autoencoder_path(self) -> AnyPath:
         """The latest trained autoencoder, with the feature names and scaler it was trained on."""
         return self.models_dir / "autoencoder.pt"
 
@@ -198,7 +225,14 @@ class TrainingSettings(dg.ConfigurableResource):
     )
 
     def study_url(self, storage: UbpStorage) -> str:
-        return self.study_storage or f"sqlite:///{storage.models_dir / 'hparam_study.db'}"
+        if self.study_storage:
+            return self.study_storage
+        if not is_local(storage.models_dir):
+            raise ValueError(
+                f"the data is on an object store ({storage.data_dir}), where SQLite cannot "
+                "live: set UBP_OPTUNA_STORAGE to the study's database URL (Postgres)"
+            )
+        return f"sqlite:///{storage.models_dir / 'hparam_study.db'}"
 
     @classmethod
     def from_env(cls) -> TrainingSettings:
@@ -223,9 +257,8 @@ class ScaleSettings(dg.ConfigurableResource):
     quarter scale, 3 at the full release's (about 0.84M events a day), where 14 days held 4.0 GiB
     in the events step against 1.6 for 4 days. The families' folds work on the relevant clients
     in shards of at most `clients_per_shard` (`shards.py`): one shard at the demo scale, eight at
-    the full release's. A table is replaced in one DuckDB transaction; `warehouse_memory` caps
-    what DuckDB holds of it, which is otherwise up to 80% of the machine (ten parts of
-    100,000 x 1,000 float32 in one transaction: 7.0 GiB uncapped, 3.3 GiB with a 3GB cap).
+    the full release's; a table is written a part (a shard) at a time. `warehouse_memory` caps
+    what DuckDB's queries over the tables hold, which is otherwise up to 80% of the machine.
     """
 
     chunk_events: int = Field(
@@ -236,8 +269,7 @@ class ScaleSettings(dg.ConfigurableResource):
     )
     warehouse_memory: str = Field(
         default="2GB",
-        description="DuckDB's memory_limit: past it, a table being replaced shard by shard is "
-        "written out to the file rather than held until its transaction commits",
+        description="DuckDB's memory_limit for queries over the tables (UBP_WAREHOUSE_MEMORY)",
     )
 
     def chunk_days(self, events_per_day: float) -> int:
@@ -256,11 +288,22 @@ class ScaleSettings(dg.ConfigurableResource):
 
 
 class Warehouse(DuckDBResource):
-    """The DuckDB file every warehouse table lives in (read and written with
-    `ubp_assets.warehouse`); its folder is made when a run first opens it, not at import."""
+    """The warehouse's tables (read and written with `ubp_assets.warehouse`), and DuckDB over
+    them: `get_connection()` opens an in-memory database with a view over each table and over
+    `events`' day files. No file is held open between connections."""
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+    database: str = ":memory:"
+    warehouse_dir: str = Field(description="the folder of the tables and the day files")
+
+    @property
+    def root(self) -> AnyPath:
+        return data_location(self.warehouse_dir)
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with super().get_connection() as conn:
+            open_views(conn, self.root)
+            yield conn
 
 
 def build_resources(
@@ -280,7 +323,7 @@ def build_resources(
         "training_settings": training or TrainingSettings.from_env(),
         "scale_settings": scale,
         "warehouse": Warehouse(
-            database=str(storage.warehouse_path),
+            warehouse_dir=str(storage.warehouse_dir),
             connection_config={"memory_limit": scale.warehouse_memory},
         ),
     }

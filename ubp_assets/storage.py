@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from pathlib import Path
 
 import polars as pl
+
+from ubp_assets import location
+from ubp_assets.location import AnyPath
 
 DATA_FILE = "data.parquet"
 PARQUET_MAGIC = b"PAR1"
@@ -30,8 +32,8 @@ def day_chunks(days: list[dt.date], size: int) -> list[list[dt.date]]:
     return [days[start : start + size] for start in range(0, len(days), size)]
 
 
-def partition_dir(root: str | Path, day: dt.date) -> Path:
-    return Path(root) / f"date={day.isoformat()}"
+def partition_dir(root: str | AnyPath, day: dt.date) -> AnyPath:
+    return location.as_path(root) / f"date={day.isoformat()}"
 
 
 # Day files are sorted by client_id; row groups this small let a reader of one client shard skip
@@ -39,15 +41,12 @@ def partition_dir(root: str | Path, day: dt.date) -> Path:
 ROW_GROUP_ROWS = 32_768
 
 
-def atomic_write(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(tmp, statistics=True, row_group_size=ROW_GROUP_ROWS)
-    tmp.replace(path)
+def atomic_write(frame: pl.DataFrame, path: AnyPath) -> None:
+    location.write_parquet(frame, path, statistics=True, row_group_size=ROW_GROUP_ROWS)
 
 
 def write_day_partitions(
-    frame: pl.DataFrame, root: str | Path, days: Iterable[dt.date]
+    frame: pl.DataFrame, root: str | AnyPath, days: Iterable[dt.date]
 ) -> dict[dt.date, int]:
     """Replace each day's file with exactly that day's rows (by the `date` column); a day without
     rows gets an empty file, so that every materialized partition exists on disk."""
@@ -61,14 +60,14 @@ def write_day_partitions(
     return counts
 
 
-def stored_days(root: str | Path) -> list[dt.date]:
+def stored_days(root: str | AnyPath) -> list[dt.date]:
     return sorted(
         dt.date.fromisoformat(p.parent.name.removeprefix("date="))
-        for p in Path(root).glob(f"date=*/{DATA_FILE}")
+        for p in location.as_path(root).glob(f"date=*/{DATA_FILE}")
     )
 
 
-def damage(path: Path) -> str | None:
+def damage(path: AnyPath) -> str | None:
     """Why `path` is not a whole parquet file, or None: parquet starts and ends with its magic, and
     the footer length written before the last magic must fit in the file. Reads 12 bytes."""
     size = path.stat().st_size
@@ -85,7 +84,7 @@ def damage(path: Path) -> str | None:
     return None
 
 
-def damaged_days(root: str | Path, days: Iterable[dt.date] | None = None) -> dict[dt.date, str]:
+def damaged_days(root: str | AnyPath, days: Iterable[dt.date] | None = None) -> dict[dt.date, str]:
     """Stored days (all, or the given ones) whose file is damaged, with why."""
     wanted = stored_days(root) if days is None else list(days)
     found = {}
@@ -97,7 +96,7 @@ def damaged_days(root: str | Path, days: Iterable[dt.date] | None = None) -> dic
 
 
 def scan_days(
-    root: str | Path, days: Iterable[dt.date] | None = None, schema: pl.Schema | None = None
+    root: str | AnyPath, days: Iterable[dt.date] | None = None, schema: pl.Schema | None = None
 ) -> pl.LazyFrame:
     """The stored days (all, or the given ones that exist) with their `date` column; a damaged day
     file raises `DamagedDayError` rather than a reader's error deep in a query."""
@@ -115,8 +114,8 @@ def scan_days(
         if schema is None:
             raise FileNotFoundError(f"no day partitions under {root}")
         return pl.LazyFrame(schema={**schema, "date": pl.Date})
-    return pl.scan_parquet(paths, hive_partitioning=True, hive_schema={"date": pl.Date})
+    return location.scan_parquet(paths, hive_partitioning=True, hive_schema={"date": pl.Date})
 
 
-def missing_days(root: str | Path, days: Iterable[dt.date]) -> list[dt.date]:
+def missing_days(root: str | AnyPath, days: Iterable[dt.date]) -> list[dt.date]:
     return [d for d in days if not (partition_dir(root, d) / DATA_FILE).is_file()]

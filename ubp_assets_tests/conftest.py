@@ -86,3 +86,31 @@ def redis_url() -> Iterator[str]:
     yield url
     client.flushdb()
     client.close()
+
+
+DEFAULT_S3 = "http://127.0.0.1:5055"
+
+
+@pytest.fixture
+def s3_data(monkeypatch) -> Iterator[tuple[str, dict[str, str]]]:
+    """A fresh prefix in a bucket on the S3-compatible server UBP_TEST_S3 names (`.ci/start-s3`),
+    removed afterwards: yields its URL and the AWS_* variables that reach it, which this process
+    has set too (for a worker's environment)."""
+    import urllib.error
+    import urllib.request
+
+    from ubp_assets.location import loopback_store_env, scratch_prefix
+
+    endpoint = os.environ.get("UBP_TEST_S3", DEFAULT_S3)
+    try:
+        urllib.request.urlopen(endpoint, timeout=5).close()
+    except (urllib.error.URLError, OSError) as e:
+        reason = f'no S3 server at {endpoint} ({e}); start one with `eval "$(.ci/start-s3)"`'
+        if os.environ.get("UBP_REQUIRE_S3") == "1":
+            pytest.fail(f"UBP_REQUIRE_S3=1 but {reason}")
+        pytest.skip(reason)
+    env = loopback_store_env(endpoint)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with scratch_prefix("ubp-test", env) as url:
+        yield url, env

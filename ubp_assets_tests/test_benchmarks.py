@@ -53,7 +53,7 @@ def test_the_spans_start_at_the_events_and_take_each_windows_peak():
 
 
 @pytest.mark.slow
-def test_the_workers_benchmark_backfills_on_both_executors(pg_database, redis_url, capsys):
+def test_the_workers_benchmark_backfills_on_both_executors(pg_database, redis_url, s3_data, capsys):
     """Runs on the servers CI starts (the fixtures skip, or fail in CI, without them)."""
     from ubp_assets.benchmarks import bench_workers, print_workers
 
@@ -61,5 +61,7 @@ def test_the_workers_benchmark_backfills_on_both_executors(pg_database, redis_ur
     reference = figures["sqlite_seconds"]
     assert reference > 0 and figures["postgres_seconds"] > 0 and figures["celery_seconds"] > 0
     assert figures["celery_ratio"] == round(figures["celery_seconds"] / reference, 2)
+    assert figures["celery_s3_ratio"] == round(figures["celery_s3_seconds"] / reference, 2)
     print_workers(figures)
-    assert "celery with 1 workers" in capsys.readouterr().out
+    assert "celery with 1 workers" in (printed := capsys.readouterr().out)
+    assert "on the S3 server" in printed

@@ -10,13 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
 from ubp_assets.cli import raw_plan
 from ubp_assets.evaluation.targets import TASKS
 from ubp_assets.methods import BASELINE, METHODS
+from ubp_assets.warehouse import WarehouseDir
 
 SCORED = [m.name for m in METHODS]
 
@@ -55,7 +55,7 @@ def test_ubp_run_end_to_end(demo_run):
     assert "| method | churn |" in done.stdout  # the score table is printed at the end
     assert "Share of the baseline-to-history-bound gap closed" in done.stdout
     assert len(list((data / "warehouse" / "events").glob("date=*/data.parquet"))) == 210
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         (events,) = conn.execute("SELECT count(*) FROM events").fetchone()
         (rows,) = conn.execute("SELECT count(*) FROM feature_matrix").fetchone()
     assert events > 2_000_000
@@ -86,7 +86,7 @@ def test_ubp_run_shows_a_line_per_step_and_logs_every_event_to_a_file(demo_run):
 
 
 def scores_of(data) -> dict[tuple[str, str], dict]:
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         frame = conn.execute("SELECT * FROM probe_scores").pl()
     return {(r["method"], r["task"]): r for r in frame.iter_rows(named=True)}
 

@@ -36,6 +36,7 @@ from ubp_assets.storage import (
     partition_dir,
     scan_days,
 )
+from ubp_assets.warehouse import WarehouseDir
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -362,9 +363,8 @@ def _stored_files(data: Path) -> dict[str, bytes]:
 
 
 def _feature_matrix(data: Path) -> pl.DataFrame:
-    import duckdb
 
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         return conn.execute("SELECT * FROM feature_matrix ORDER BY client_id").pl()
 
 

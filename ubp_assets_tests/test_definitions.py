@@ -130,19 +130,3 @@ def test_no_asset_loads_an_input_through_an_io_manager():
         if not a.node_def.input_def_named(name).dagster_type.is_nothing
     }
     assert loaded == {}
-
-
-def test_every_step_that_opens_the_warehouse_takes_its_pool():
-    """DuckDB allows one writer, and a reader beside a writer fails on its lock too
-    (dagster-io/dagster#16248, #19068): the pool must cover every step that opens the file,
-    which is every step given the warehouse resource (the only way to the file)."""
-    from ubp_assets.resources import WAREHOUSE_POOL
-
-    graph = defs.resolve_asset_graph()
-    executable = [a for a in graph.assets_defs if a.is_executable]
-    opening = {a.node_def.name for a in executable if "warehouse" in a.required_resource_keys}
-    outside = {a.node_def.name for a in executable if a.node_def.name in opening} - {
-        a.node_def.name for a in executable if a.op.pool == WAREHOUSE_POOL
-    }
-    assert outside == set()
-    assert {"challenge_split", "targets", "oracle_embeddings", "feature_matrix"} <= opening

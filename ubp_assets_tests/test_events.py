@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -16,6 +15,7 @@ from ubp_assets.events.table import (
     count_skus_missing_from_products,
     scan_events,
 )
+from ubp_assets.warehouse import WarehouseDir
 from ubp_assets_tests.conftest import EVENT_FILES, read_events
 from ubp_assets_tests.helpers import check_named, materialization_metadata, materialize_events
 
@@ -78,7 +78,7 @@ def test_checks_pass_on_clean_data_and_the_warehouse_sees_the_table(tiny_release
         "raw_days_within_partitions",
     }
     assert all(e.passed for e in evaluations.values())
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(tmp_path / "warehouse").get_connection() as conn:
         count = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     assert (
         count

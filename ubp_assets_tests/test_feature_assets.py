@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dagster as dg
-import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -19,6 +18,7 @@ from ubp_assets.features.matrix import build_feature_matrix, check_stored_matrix
 from ubp_assets.features.pipeline import FEATURES
 from ubp_assets.resources import FeatureSettings, ScaleSettings, UbpStorage, build_resources
 from ubp_assets.shards import client_shards
+from ubp_assets.warehouse import WarehouseDir
 from ubp_assets_tests.helpers import RANGE_END, RANGE_START, chunk_events_for, failure_message
 
 FIRST, LAST, CUTOFF = "2022-04-14", "2022-05-03", "2022-05-01"
@@ -118,7 +118,7 @@ def test_one_family_can_be_materialized_alone(tiny_release, tmp_path):
     assert result.success
     folded = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
     assert folded == {"challenge_split", "session_features"}
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(tmp_path / "warehouse").get_connection() as conn:
         tables = {t for (t,) in conn.execute("SHOW TABLES").fetchall()}
     assert "session_features" in tables and "temporal_features" not in tables
 
@@ -147,9 +147,8 @@ def test_feature_matrix_rows_checks_and_metadata(built, tiny_release):
     assert families == {"temporal", "session", "behavioral", "conversion", "advanced", "identity"}
     scaler = pl.read_parquet(data / "warehouse" / "feature_matrix" / "scaler.parquet")
     assert scaler.height == len(schema.columns) - 1
-    import duckdb
 
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         ids = conn.execute("SELECT client_id FROM feature_matrix").fetchnumpy()["client_id"]
         width = len(conn.execute("SELECT * FROM feature_matrix LIMIT 1").description)
     relevant = np.load(tiny_release / "input" / "relevant_clients.npy")
@@ -185,16 +184,15 @@ def test_features_do_not_change_when_days_after_the_cutoff_change(tiny_release, 
         visits.filter(pl.col("timestamp") < "2022-05-01")
     ).write_parquet(path)
     other = tmp_path / "data"
-    shutil.copytree(data, other, ignore=shutil.ignore_patterns("warehouse.duckdb*"))
+    shutil.copytree(data, other, ignore=shutil.ignore_patterns("tables"))
     assert run_daily(raw, other, "2022-05-01", LAST).success
     assert run_features(raw, other).success
-    import duckdb
 
     for family in ("temporal", "session", "identity"):
         query = f"SELECT * FROM {family}_features ORDER BY client_id"
-        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        with WarehouseDir(data / "warehouse").get_connection() as conn:
             before = conn.execute(query).pl()
-        with duckdb.connect(str(other / "warehouse.duckdb"), read_only=True) as conn:
+        with WarehouseDir(other / "warehouse").get_connection() as conn:
             after = conn.execute(query).pl()
         assert before.equals(after), family
 
@@ -267,10 +265,7 @@ def test_fill_rules_scaling_and_constant_columns():
         == m.filter(pl.col("client_id") == 2)["rate"][0]
     )
     assert m.drop("client_id").to_numpy().max() <= 5 and m.drop("client_id").to_numpy().min() >= -5
-    with duckdb.connect() as conn:
-        conn.register("m", m.to_arrow())
-        conn.execute("CREATE TABLE feature_matrix AS SELECT * FROM m")
-        checks = check_stored_matrix(conn, "feature_matrix", np.array([1, 2, 3, 4, 5]))
+    checks = check_stored_matrix(m.lazy(), np.array([1, 2, 3, 4, 5]))
     assert checks.constant == ["flat", "undefined"]
     assert checks.exact_client_set and checks.non_finite == 0
     assert np.isfinite(m.drop("client_id").to_numpy()).all()
@@ -285,10 +280,7 @@ def test_stored_matrix_checks_fail_on_a_matrix_built_to_fail():
             "c": [2.0, 2.0, 2.0],
         }
     )
-    with duckdb.connect() as conn:
-        conn.register("m", frame.to_arrow())
-        conn.execute("CREATE TABLE feature_matrix AS SELECT * FROM m")
-        checks = check_stored_matrix(conn, "feature_matrix", np.array([1, 2, 3]))
+    checks = check_stored_matrix(frame.lazy(), np.array([1, 2, 3]))
     assert checks.non_finite == 3
     assert not checks.exact_client_set and checks.rows == 3 and checks.distinct_clients == 2
     assert checks.constant == ["c"]
@@ -337,7 +329,7 @@ def test_stored_partials_and_tables_equal_the_in_memory_pipeline(built, tiny_rel
         keys = [c for c, t in frame.schema.items() if not isinstance(t, pl.List)]
         assert stored.sort(keys).equals(frame.sort(keys)), name
     tables = fold_families(expected, dt.date.fromisoformat(CUTOFF))
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         for family, table in tables.items():
             wanted = table.filter(pl.col("client_id").is_in(relevant.implode()))
             stored = conn.execute(f"SELECT * FROM {family}_features ORDER BY client_id").pl()

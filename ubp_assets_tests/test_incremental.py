@@ -8,7 +8,6 @@ import shutil
 from collections import Counter
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 
@@ -23,6 +22,7 @@ from ubp_assets.resources import (
     UbpStorage,
     build_resources,
 )
+from ubp_assets.warehouse import WarehouseDir
 
 NEW_DAY = "2022-11-09"
 DAILY = {
@@ -166,7 +166,7 @@ FEATURES = {"challenge_split", *FOLDS, "feature_matrix"}
 
 
 def feature_matrix_rows(data) -> pl.DataFrame:
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         return conn.execute("SELECT * FROM feature_matrix ORDER BY client_id").pl()
 
 

@@ -6,7 +6,6 @@ import json
 import shutil
 
 import dagster as dg
-import duckdb
 import numpy as np
 import optuna
 import polars as pl
@@ -28,7 +27,7 @@ from ubp_assets.resources import (
     UbpStorage,
     build_resources,
 )
-from ubp_assets.warehouse import WarehouseFile
+from ubp_assets.warehouse import WarehouseDir, write_table
 from ubp_assets_tests.helpers import RANGE_END, RANGE_START, stage_assets
 
 FIRST, LAST = "2022-04-14", "2022-11-09"
@@ -133,7 +132,7 @@ def test_user_embeddings_in_every_composition_and_the_table(trained):
     np.testing.assert_array_equal(joined[:, : latent.shape[1]], latent)
     # the default composition: the latent, then the clipped standard scores of the affinity and
     # the weighted standard scores of the forecast
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         stored = conn.execute("SELECT * FROM item_affinity ORDER BY client_id").pl()
         forecast = conn.execute("SELECT * FROM activity_forecast ORDER BY client_id").pl()
     affinity_width = stored.width - 1
@@ -164,7 +163,7 @@ def test_user_embeddings_in_every_composition_and_the_table(trained):
     np.testing.assert_array_equal(ids, latent_ids)
     checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
     assert checks["submission_format"]
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         (rows,) = conn.execute("SELECT count(*) FROM user_embeddings").fetchone()
     assert rows == len(ids) == 1_000
 
@@ -194,14 +193,14 @@ def test_embeddings_built_in_client_shards_equal_one_pass(trained, tiny_release)
     assets = ["user_embeddings", "feature_matrix_embeddings"]
     assert rebuilt(tiny_release, data, instance, assets, ScaleSettings()).success
     one_pass = _folders(data)
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         table = conn.execute("SELECT * FROM user_embeddings ORDER BY client_id").pl()
     sharded = rebuilt(tiny_release, data, instance, assets, ScaleSettings(clients_per_shard=300))
     assert metadata_of(sharded, "user_embeddings")["client_shards"] == 4
     for name, (ids, vectors) in _folders(data).items():
         np.testing.assert_array_equal(ids, one_pass[name][0], err_msg=name)
         np.testing.assert_array_equal(vectors, one_pass[name][1], err_msg=name)
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         again = conn.execute("SELECT * FROM user_embeddings ORDER BY client_id").pl()
     assert again.equals(table)
 
@@ -211,7 +210,7 @@ def test_affinity_built_in_client_shards_equals_one_pass(trained, tiny_release):
     tables = ["product_urls", "item_affinity"]
 
     def stored() -> dict[str, pl.DataFrame]:
-        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        with WarehouseDir(data / "warehouse").get_connection() as conn:
             return {t: conn.execute(f"SELECT * FROM {t} ORDER BY ALL").pl() for t in tables}
 
     one_pass = stored()  # the fixture's build: every client in one shard
@@ -224,7 +223,7 @@ def test_affinity_built_in_client_shards_equals_one_pass(trained, tiny_release):
 
 def test_models_train_on_a_seeded_sample_of_the_size_configured(trained, tiny_release):
     data, instance, _ = trained
-    warehouse = WarehouseFile(data / "warehouse.duckdb")
+    warehouse = WarehouseDir(data / "warehouse")
     every = read_training_rows(warehouse, 5_000, seed=0)
     assert every.of_clients == len(every.client_ids) == 1_000
     assert every.described == "every client (1,000)"
@@ -335,7 +334,7 @@ def test_the_oracle_beats_every_method_and_the_gap_is_reported(trained, tiny_rel
         "probe_scores",
     ]
     assert materialize(tiny_release, data, rest, instance).success
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         scores = conn.execute("SELECT * FROM probe_scores").pl()
     sums = dict(scores.select("method", "sum_over_tasks").unique().iter_rows())
     assert set(sums) == set(SCORED)
@@ -356,7 +355,7 @@ def test_the_history_bound_is_scored_beside_every_method(trained, tiny_release):
     names = ["oracle_embeddings", "probe_scores", "history_bound_scores"]
     result = materialize(tiny_release, data, names, instance)
     assert result.success
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         table = conn.execute("SELECT * FROM history_bound_scores").pl()
         scores = conn.execute("SELECT * FROM probe_scores").pl()
     assert set(table["task"]) == {"churn", "conversion"}
@@ -390,15 +389,14 @@ def test_without_the_generator_there_is_no_history_bound(trained, tiny_release, 
     raw = tmp_path / "raw"
     shutil.copytree(tiny_release, raw)
     (raw / "synthetic_manifest.json").unlink()  # the real release: no generator to draw from
-    warehouse = tmp_path / "data" / "warehouse.duckdb"
-    with duckdb.connect(str(warehouse)) as conn:
-        conn.execute("CREATE OR REPLACE TABLE history_bound_scores AS SELECT 1 AS stale")
+    warehouse = WarehouseDir(tmp_path / "data" / "warehouse")
+    write_table(warehouse, "history_bound_scores", pl.DataFrame({"stale": [1]}))
     instance = dg.DagsterInstance.ephemeral()
     result = materialize(raw, tmp_path / "data", ["history_bound_scores"], instance)
     assert result.success
     metadata = result.asset_materializations_for_node("history_bound_scores")[0].metadata
     assert metadata["available"].value is False
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
+    with warehouse.get_connection() as conn:
         tables = {t for (t,) in conn.execute("SHOW TABLES").fetchall()}
     assert "history_bound_scores" not in tables  # no stale bound from an earlier release
 
@@ -427,7 +425,7 @@ def test_a_method_added_to_the_registry_is_published_checked_scored_and_reported
     assert result.success
     checks = {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()}
     assert checks["constant_embeddings"] and checks["oracle_embeddings"]
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(data / "warehouse").get_connection() as conn:
         scores = conn.execute("SELECT * FROM probe_scores").pl()
     assert scores["method"].unique(maintain_order=True).to_list() == [m.name for m in methods]
     constant = scores.filter(pl.col("method") == "constant")
@@ -443,14 +441,14 @@ def test_ubp_score_adds_a_folder_beside_the_methods_and_refuses_a_broken_one(
     data, instance, _ = trained
     names = ["random_embeddings", "aggregated_baseline_embeddings", "feature_matrix_embeddings"]
     assert materialize(tiny_release, data, [*names, "oracle_embeddings", "probe_scores"], instance)
-    warehouse = data / "warehouse.duckdb"
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
+    warehouse = WarehouseDir(data / "warehouse")
+    with warehouse.get_connection() as conn:
         before = conn.execute("SELECT method, task, score FROM probe_scores").pl()
     mine = tmp_path / "my_tool"
     shutil.copytree(data / "embeddings" / "feature_matrix", mine)
     common = ["--data-dir", str(data), "--raw-dir", str(tiny_release)]
     assert main(["score", str(mine), *common]) == 0
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
+    with warehouse.get_connection() as conn:
         after = conn.execute("SELECT method, task, score, gap_closed FROM probe_scores").pl()
     kept = after.filter(pl.col("method") != "my_tool").select("method", "task", "score")
     assert kept.sort("method", "task").equals(before.sort("method", "task"))  # nothing else moved
@@ -491,7 +489,7 @@ def test_probe_scores_scores_the_methods_asked_and_the_bound_says_why_it_is_skip
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
-    with duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True) as conn:
+    with WarehouseDir(copy / "warehouse").get_connection() as conn:
         scores = conn.execute("SELECT * FROM probe_scores").pl()
         tables = {t for (t,) in conn.execute("SHOW TABLES").fetchall()}
     assert scores["method"].unique(maintain_order=True).to_list() == ["random", "universal"]

@@ -25,7 +25,7 @@ from ubp_assets.runs import (
     slot_holders,
 )
 
-POOL = "duckdb_warehouse"
+POOL = "heavy_steps"
 
 
 @pytest.fixture

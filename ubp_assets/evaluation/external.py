@@ -14,7 +14,7 @@ from ubp_assets.evaluation.report import score_table, with_sums, write_report
 from ubp_assets.evaluation.scoring import score_method
 from ubp_assets.evaluation.targets import Targets
 from ubp_assets.methods import BASELINE, CEILING, METHODS
-from ubp_assets.warehouse import WarehouseFile, existing_tables, read_table, write_table
+from ubp_assets.warehouse import WarehouseDir, existing_tables, read_table, write_table
 
 SCORES_TABLE = "probe_scores"
 DERIVED = ("sum_over_tasks", "gap_closed", "gap_closed_total", "profile", "device", "scored_at")
@@ -22,7 +22,7 @@ DERIVED = ("sum_over_tasks", "gap_closed", "gap_closed_total", "profile", "devic
 
 def score_beside(
     target_dir: Path,
-    warehouse_path: Path,
+    warehouse_dir: Path,
     reports_dir: Path,
     *,
     method: str,
@@ -39,14 +39,12 @@ def score_beside(
     the project's own methods."""
     if method in {m.name for m in METHODS}:
         raise ValueError(f"{method!r} is one of the project's methods: pick another --name")
-    warehouse = WarehouseFile(warehouse_path)
-    if (
-        not (target_dir / "active_clients.npy").is_file()
-        or not warehouse_path.is_file()
-        or not existing_tables(warehouse, [SCORES_TABLE])
+    warehouse = WarehouseDir(warehouse_dir)
+    if not (target_dir / "active_clients.npy").is_file() or not existing_tables(
+        warehouse, [SCORES_TABLE]
     ):
         raise FileNotFoundError(
-            f"no targets or probe scores beside {warehouse_path}: run `ubp run` first"
+            f"no targets or probe scores in {warehouse_dir}: run `ubp run` first"
         )
     stored = read_table(warehouse, SCORES_TABLE)
     if stored["profile"][0] != profile:

@@ -9,15 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ubp_assets import location
+from ubp_assets.location import AnyPath
+
 MAX_EMBEDDING_DIM = 2048
 CLIENT_IDS = "client_ids.npy"
 EMBEDDINGS = "embeddings.npy"
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    temp = path.with_suffix(".tmp.npy")
-    np.save(temp, array)
-    os.replace(temp, path)
 
 
 class SubmissionWriter:
@@ -27,11 +24,13 @@ class SubmissionWriter:
     replaced only by `commit`, after the last block. Refuses blocks that break the format rules,
     so a bad method fails where it is built."""
 
-    def __init__(self, folder: Path, rows: int, dims: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: AnyPath, rows: int, dims: int) -> None:
+        location.make_dir(folder)
         self.folder, self.rows, self.dims, self._filled, self._ids = folder, rows, dims, 0, []
-        self._temp = folder / f".{EMBEDDINGS}.tmp"
-        self._file = open(self._temp, "wb")  # noqa: SIM115 (closed by commit)
+        # An object store's upload is seen only when it completes: no temporary name to rename.
+        local = location.is_local(folder)
+        self._temp = folder / (f".{EMBEDDINGS}.tmp" if local else EMBEDDINGS)
+        self._file = self._temp.open("wb")  # closed by commit
         header = {"descr": np.dtype(np.float16).str, "fortran_order": False, "shape": (rows, dims)}
         np.lib.format.write_array_header_1_0(self._file, header)
 
@@ -55,11 +54,12 @@ class SubmissionWriter:
         if self._filled != self.rows:
             raise ValueError(f"{self._filled} of {self.rows} rows written")
         self._file.close()
-        _atomic_save(self.folder / CLIENT_IDS, np.concatenate(self._ids))
-        os.replace(self._temp, self.folder / EMBEDDINGS)
+        location.save_npy(self.folder / CLIENT_IDS, np.concatenate(self._ids))
+        if location.is_local(self.folder):
+            os.replace(self._temp, self.folder / EMBEDDINGS)
 
 
-def write_submission(folder: Path, client_ids: np.ndarray, embeddings: np.ndarray) -> None:
+def write_submission(folder: AnyPath, client_ids: np.ndarray, embeddings: np.ndarray) -> None:
     """client_ids.npy (int64) and embeddings.npy (float16), rows aligned, in one block."""
     vectors = np.asarray(embeddings)
     if vectors.ndim != 2:
@@ -69,8 +69,8 @@ def write_submission(folder: Path, client_ids: np.ndarray, embeddings: np.ndarra
     writer.commit()
 
 
-def read_submission(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    return np.load(folder / CLIENT_IDS), np.load(folder / EMBEDDINGS)
+def read_submission(folder: AnyPath) -> tuple[np.ndarray, np.ndarray]:
+    return location.load_npy(folder / CLIENT_IDS), location.load_npy(folder / EMBEDDINGS)
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,16 @@ class StoredEmbeddings:
     reads: a 1M-client file is never held whole, nor mapped (a memory map's pages would count in
     the process's resident memory)."""
 
-    path: Path
+    path: AnyPath
     shape: tuple[int, ...]
     dtype: np.dtype
     fortran_order: bool
     offset: int  # where the rows start
 
     @classmethod
-    def open(cls, path: Path) -> StoredEmbeddings:
-        with Path(path).open("rb") as handle:
+    def open(cls, path: AnyPath) -> StoredEmbeddings:
+        path = location.as_path(path)
+        with path.open("rb") as handle:
             version = np.lib.format.read_magic(handle)
             read_header = (
                 np.lib.format.read_array_header_1_0
@@ -95,20 +96,22 @@ class StoredEmbeddings:
                 else np.lib.format.read_array_header_2_0
             )
             shape, fortran_order, dtype = read_header(handle)
-            return cls(Path(path), shape, dtype, fortran_order, handle.tell())
+            return cls(path, shape, dtype, fortran_order, handle.tell())
 
     def blocks(self, rows: int = 65_536) -> Iterator[np.ndarray]:
         """The rows in blocks of `rows` (a column-major or object file: whole, as np.load reads
         it)."""
         if self.fortran_order or self.dtype.hasobject or len(self.shape) < 1:
-            yield np.load(self.path, allow_pickle=False)
+            yield location.load_npy(self.path)
             return
         per_row = int(np.prod(self.shape[1:], dtype=np.int64))
         with self.path.open("rb") as handle:
             handle.seek(self.offset)
             for start in range(0, self.shape[0], rows):
                 count = min(rows, self.shape[0] - start)
-                block = np.fromfile(handle, dtype=self.dtype, count=count * per_row)
+                # plain reads, not np.fromfile: an object store's file has no descriptor
+                data = handle.read(count * per_row * self.dtype.itemsize)
+                block = np.frombuffer(data, dtype=self.dtype)
                 yield block.reshape((count, *self.shape[1:]))
 
     def head(self, rows: int) -> np.ndarray:

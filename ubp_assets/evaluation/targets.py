@@ -7,12 +7,12 @@ every client's labels at once, in the order of the embedding rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from ubp_assets.evaluation.split import ChallengeSplit
+from ubp_assets.location import AnyPath, load_npy, read_parquet, save_npy, write_parquet
 
 TOP_N = 100
 PRICE_BUCKETS = 100
@@ -54,24 +54,23 @@ class Targets:
     train_target: pl.DataFrame  # product_buy in [train_target_start, validation_target_start)
     validation_target: pl.DataFrame  # product_buy in [validation_target_start, end_date]
 
-    def write(self, target_dir: Path) -> None:
+    def write(self, target_dir: AnyPath) -> None:
         """The organisers' file layout, so their own evaluator could read it."""
-        target_dir.mkdir(parents=True, exist_ok=True)
         for task, values in self.values.items():
-            np.save(target_dir / f"{task}.npy", values)
-            np.save(target_dir / f"popularity_{task}.npy", self.popularity[task])
-        np.save(target_dir / "active_clients.npy", self.active_clients)
-        self.train_target.write_parquet(target_dir / "train_target.parquet")
-        self.validation_target.write_parquet(target_dir / "validation_target.parquet")
+            save_npy(target_dir / f"{task}.npy", values)
+            save_npy(target_dir / f"popularity_{task}.npy", self.popularity[task])
+        save_npy(target_dir / "active_clients.npy", self.active_clients)
+        write_parquet(self.train_target, target_dir / "train_target.parquet")
+        write_parquet(self.validation_target, target_dir / "validation_target.parquet")
 
     @classmethod
-    def read(cls, target_dir: Path) -> Targets:
+    def read(cls, target_dir: AnyPath) -> Targets:
         return cls(
-            values={t: np.load(target_dir / f"{t}.npy") for t in PROPENSITY_TASKS},
-            popularity={t: np.load(target_dir / f"popularity_{t}.npy") for t in PROPENSITY_TASKS},
-            active_clients=np.load(target_dir / "active_clients.npy"),
-            train_target=pl.read_parquet(target_dir / "train_target.parquet"),
-            validation_target=pl.read_parquet(target_dir / "validation_target.parquet"),
+            values={t: load_npy(target_dir / f"{t}.npy") for t in PROPENSITY_TASKS},
+            popularity={t: load_npy(target_dir / f"popularity_{t}.npy") for t in PROPENSITY_TASKS},
+            active_clients=load_npy(target_dir / "active_clients.npy"),
+            train_target=read_parquet(target_dir / "train_target.parquet"),
+            validation_target=read_parquet(target_dir / "validation_target.parquet"),
         )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ubp_assets import location
 from ubp_assets.events.raw_reader import (
     REASON,
     Parsed,
@@ -25,6 +26,7 @@ from ubp_assets.events.schema import (
     RAW_FILES,
     EventType,
 )
+from ubp_assets.location import AnyPath
 from ubp_assets.raw.files import file_state, timestamp_span
 from ubp_assets.storage import atomic_write, day_chunks, day_range, scan_days
 
@@ -133,11 +135,11 @@ def _build(
 
 
 def write_quarantine(
-    rejected: pl.DataFrame, root: str | Path, days: Iterable[dt.date], *, undated: bool = True
+    rejected: pl.DataFrame, root: str | AnyPath, days: Iterable[dt.date], *, undated: bool = True
 ) -> dict[str, int]:
     """Rejected rows by day (and, with `undated`, undated ones apart); stale files of the same
     days are removed."""
-    root = Path(root)
+    root = location.as_path(root)
     counts: dict[str, int] = {}
     targets = [(d.isoformat(), rejected.filter(pl.col("date") == d)) for d in days]
     if undated:
@@ -197,7 +199,7 @@ def count_skus_missing_from_products(events: pl.LazyFrame, products: pl.DataFram
     )
 
 
-def scan_events(root: str | Path, days: Iterable[dt.date] | None = None) -> pl.LazyFrame:
+def scan_events(root: str | AnyPath, days: Iterable[dt.date] | None = None) -> pl.LazyFrame:
     """The stored event table (all days, or the given ones) with its `date` partition column."""
     return scan_days(root, days, schema=EVENTS_SCHEMA)
 

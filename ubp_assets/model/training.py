@@ -6,6 +6,7 @@ CPU run is bit-reproducible for the same seed and inputs.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ubp_assets import location
+from ubp_assets.location import AnyPath
 from ubp_assets.model.autoencoder import PAPER_HIDDEN, ResidualAutoencoder
 from ubp_assets.model.losses import autoencoder_loss
 
@@ -301,7 +304,12 @@ def save_model(
         "hidden": list(model.hidden),
         "extra": extra,
     }
-    path = Path(path)
+    path = location.as_path(path)
+    if not location.is_local(path):  # one PUT: seen whole or not at all
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        location.write_bytes(path, buffer.getvalue())
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -315,9 +323,11 @@ def save_model(
         raise
 
 
-def load_model(path: Path) -> tuple[ResidualAutoencoder, TrainConfig, dict[str, Any]]:
+def load_model(path: AnyPath) -> tuple[ResidualAutoencoder, TrainConfig, dict[str, Any]]:
     """(model on CPU in eval mode, its config, extra) from a save_model file; weights only."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    path = location.as_path(path)
+    source = path if location.is_local(path) else io.BytesIO(path.read_bytes())
+    payload = torch.load(source, map_location="cpu", weights_only=True)
     config = TrainConfig.from_dict(payload["config"])
     model = ResidualAutoencoder(payload["n_features"], config.latent_dim, tuple(payload["hidden"]))
     model.load_state_dict(payload["state_dict"])

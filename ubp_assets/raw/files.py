@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ubp_assets import location
+from ubp_assets.location import AnyPath
+
 
 @dataclass(frozen=True)
 class FileState:
-    path: Path
+    path: AnyPath
     exists: bool
     size: int = 0
     modified_ns: int = 0
@@ -27,17 +30,19 @@ class FileState:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def file_state(path: str | Path, count_rows: bool = True) -> FileState:
+def file_state(path: str | AnyPath, count_rows: bool = True) -> FileState:
     """count_rows=False skips the parquet footer: for files this project writes itself, always
-    atomically, size and modification time already tell a rewrite (a stat costs 7x less)."""
-    path = Path(path)
+    atomically, size and modification time already tell a rewrite (a stat costs 7x less). The
+    path may be on an object store (`location.py`), whose objects have a size and a time too."""
+    path = location.as_path(path)
     if not path.is_file():
         return FileState(path=path, exists=False)
     stat = path.stat()
     rows = None
     if count_rows and path.suffix == ".parquet":
         try:
-            rows = pq.read_metadata(path).num_rows
+            with path.open("rb") as handle:
+                rows = pq.read_metadata(handle).num_rows
         except (
             Exception
         ):  # an unreadable file still gets a fingerprint; reading it will fail loudly

@@ -16,7 +16,7 @@ from ubp_assets.inputs import MATRIX_TABLE, load_relevant_clients, read_split
 from ubp_assets.keys import RAW_KEYS
 from ubp_assets.methods import BASELINE
 from ubp_assets.publish import publish_embeddings, published, submission_check_spec
-from ubp_assets.resources import WAREHOUSE_POOL, ScaleSettings, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, ScaleSettings, UbpStorage
 from ubp_assets.shards import client_shards
 from ubp_assets.warehouse import read_table
 
@@ -50,7 +50,7 @@ def random_embeddings(storage: UbpStorage, config: RandomEmbeddingsConfig):
     group_name="baselines",
     kinds={"polars", "numpy"},
     code_version="1",
-    pool=WAREHOUSE_POOL,  # the split is read from the warehouse
+    pool=HEAVY_POOL,  # the split is read from the warehouse
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[submission_check_spec("aggregated_baseline_embeddings")],
     description=f"The organisers' aggregated-features baseline ({BASELINE_DIM} dimensions) from "
@@ -73,9 +73,9 @@ def aggregated_baseline_embeddings(storage: UbpStorage, warehouse: DuckDBResourc
 @dg.asset(
     deps=["feature_matrix"],
     group_name="baselines",
-    kinds={"duckdb", "numpy"},
+    kinds={"parquet", "numpy"},
     code_version="1",
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[submission_check_spec("feature_matrix_embeddings")],
     description="The scaled feature matrix itself as an embedding: what the seed paper's "

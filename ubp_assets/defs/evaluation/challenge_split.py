@@ -6,16 +6,16 @@ from dagster_duckdb import DuckDBResource
 from ubp_assets.automation import FOLLOWS_INPUTS
 from ubp_assets.evaluation.split import split_from_event_days
 from ubp_assets.inputs import SPLIT_TABLE, split_frame
-from ubp_assets.resources import WAREHOUSE_POOL, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, UbpStorage
 from ubp_assets.warehouse import write_table
 
 
 @dg.asset(
     deps=["events"],
     group_name="evaluation",
-    kinds={"polars", "duckdb"},
+    kinds={"polars", "parquet"},
     code_version="1",
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     description="The RecSys Challenge 2025 time split computed from the events exactly as the "
     "organisers do: end_date is the latest product_buy, train_target_start is midnight of "

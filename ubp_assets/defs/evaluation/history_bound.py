@@ -25,10 +25,10 @@ from ubp_assets.inputs import load_relevant_clients, read_split
 from ubp_assets.keys import RAW_KEYS
 from ubp_assets.metadata import column_schema
 from ubp_assets.methods import BASELINE, CEILING
-from ubp_assets.resources import WAREHOUSE_POOL, ProbeSettings, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, ProbeSettings, UbpStorage
 from ubp_assets.synthetic.release import MANIFEST
 from ubp_assets.synthetic.scales import get_scale
-from ubp_assets.warehouse import read_table, write_table
+from ubp_assets.warehouse import drop_table, read_table, write_table
 
 BOUND_TABLE = "history_bound_scores"
 
@@ -36,9 +36,9 @@ BOUND_TABLE = "history_bound_scores"
 @dg.asset(
     deps=["challenge_split", "probe_scores", "events", "targets", RAW_KEYS["product_properties"]],
     group_name="evaluation",
-    kinds={"pytorch", "duckdb"},
+    kinds={"pytorch", "parquet"},
     code_version="1",
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     description="How much of the baseline-to-oracle gap on churn and conversion the input "
     "history can close at all (synthetic releases only). A network learns, on a fresh "
@@ -64,8 +64,7 @@ def history_bound_scores(
     elif BASELINE not in scored:
         reason = f"probe_scores holds no {BASELINE} rows (UBP_PROBE_METHODS left it out)"
     if reason:
-        with warehouse.get_connection() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {BOUND_TABLE}")
+        drop_table(warehouse, BOUND_TABLE)
         storage.reports_dir.mkdir(parents=True, exist_ok=True)
         (storage.reports_dir / "history_bound.md").write_text(
             f"# What the history can show\n\nNot computed: {reason}.\n"

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import json
-import shutil
 import time
 
 import dagster as dg
@@ -14,9 +13,10 @@ from ubp_assets.evaluation.oracle import Windows, oracle_embedding
 from ubp_assets.evaluation.targets import Targets
 from ubp_assets.inputs import load_relevant_clients, read_split
 from ubp_assets.keys import RAW_FILENAMES, RAW_KEYS, SYNTHETIC_TRUTH
+from ubp_assets.location import remove_tree
 from ubp_assets.methods import CEILING
 from ubp_assets.publish import SUBMISSION_CHECK, publish_embeddings, submission_check_spec
-from ubp_assets.resources import WAREHOUSE_POOL, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, UbpStorage
 from ubp_assets.synthetic.release import MANIFEST, TRUTH_FILE
 
 
@@ -31,7 +31,7 @@ from ubp_assets.synthetic.release import MANIFEST, TRUTH_FILE
     group_name="baselines",
     kinds={"polars", "numpy"},
     code_version="1",
-    pool=WAREHOUSE_POOL,  # the split is read from the warehouse
+    pool=HEAVY_POOL,  # the split is read from the warehouse
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[submission_check_spec("oracle_embeddings")],
     description="The ceiling on synthetic data: each relevant client's latent truth as the "
@@ -45,7 +45,7 @@ def oracle_embeddings(
     truth_path = storage.raw_path / TRUTH_FILE
     manifest_path = storage.raw_path / MANIFEST
     if not truth_path.is_file() or not manifest_path.is_file():
-        shutil.rmtree(storage.embeddings_dir / CEILING, ignore_errors=True)
+        remove_tree(storage.embeddings_dir / CEILING)
         context.log.info(f"no latent truth at {truth_path}: not a synthetic release, no oracle")
         yield dg.MaterializeResult(metadata={"available": False, "truth": str(truth_path)})
         yield dg.AssetCheckResult(

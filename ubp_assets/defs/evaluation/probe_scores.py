@@ -14,7 +14,7 @@ from ubp_assets.evaluation.targets import TASKS, Targets
 from ubp_assets.metadata import column_schema
 from ubp_assets.methods import BASELINE, CEILING, METHODS, Method, method_assets
 from ubp_assets.progress import Progress
-from ubp_assets.resources import WAREHOUSE_POOL, ProbeSettings, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, ProbeSettings, UbpStorage
 from ubp_assets.warehouse import write_table
 
 SCORES_TABLE = "probe_scores"
@@ -27,9 +27,9 @@ def build_probe_scores(methods: tuple[Method, ...] = METHODS) -> dg.AssetsDefini
         name="probe_scores",
         deps=["targets", *method_assets(methods)],
         group_name="evaluation",
-        kinds={"pytorch", "duckdb"},
+        kinds={"pytorch", "parquet"},
         code_version="1",
-        pool=WAREHOUSE_POOL,
+        pool=HEAVY_POOL,
         automation_condition=FOLLOWS_INPUTS,
         description="Every embedding method scored on the six tasks by the organisers' probe "
         "(trained on the train window's labels, scored on the validation window's, best of 3 "

@@ -10,7 +10,7 @@ from ubp_assets.events.table import scan_events
 from ubp_assets.inputs import load_relevant_clients, read_split
 from ubp_assets.keys import RAW_KEYS
 from ubp_assets.markdown import markdown_table
-from ubp_assets.resources import WAREHOUSE_POOL, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, UbpStorage
 
 
 @dg.asset(
@@ -18,7 +18,7 @@ from ubp_assets.resources import WAREHOUSE_POOL, UbpStorage
     group_name="evaluation",
     kinds={"polars", "numpy"},
     code_version="1",
-    pool=WAREHOUSE_POOL,  # the split is read from the warehouse
+    pool=HEAVY_POOL,  # the split is read from the warehouse
     automation_condition=FOLLOWS_INPUTS,
     description="The six tasks' targets in the organisers' `target/` layout: the 100 categories "
     "and 100 SKUs bought most in the train target window, 100 new SKUs (bought there, seen in "

@@ -4,7 +4,6 @@ import datetime as dt
 
 import dagster as dg
 import polars as pl
-from dagster_duckdb import DuckDBResource
 
 from ubp_assets.events.raw_reader import REASON, RawDataError
 from ubp_assets.events.schema import COLUMN_DESCRIPTIONS, EVENT_TYPES, EVENTS_SCHEMA, RAW_FILES
@@ -24,8 +23,8 @@ from ubp_assets.markdown import markdown_table
 from ubp_assets.metadata import column_schema
 from ubp_assets.partitions import FIRST_DAY, LAST_DAY, event_days, window_days
 from ubp_assets.progress import Progress
-from ubp_assets.resources import WAREHOUSE_POOL, ScaleSettings, UbpStorage
-from ubp_assets.storage import DATA_FILE, day_chunks, day_range, write_day_partitions
+from ubp_assets.resources import HEAVY_POOL, ScaleSettings, UbpStorage
+from ubp_assets.storage import day_chunks, day_range, write_day_partitions
 
 CHECKS = {
     "keys_not_null": "client_id, timestamp and event_type are never null.",
@@ -46,7 +45,7 @@ CHECKS = {
     group_name="events",
     kinds={"polars", "parquet", "duckdb"},
     code_version="1",
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     check_specs=[
         dg.AssetCheckSpec(name, asset="events", description=d) for name, d in CHECKS.items()
     ],
@@ -60,7 +59,6 @@ def events(
     context: dg.AssetExecutionContext,
     storage: UbpStorage,
     scale_settings: ScaleSettings,
-    warehouse: DuckDBResource,
 ) -> dg.MaterializeResult:
     first, last = window_days(context)
     days = day_range(first, last)
@@ -89,7 +87,6 @@ def events(
     except RawDataError as exc:
         written = f"; {built[0]}..{built[-1]} were written before it changed" if built else ""
         raise dg.Failure(description=f"{exc}{written}") from exc
-    _register_views(warehouse, storage)
     by_type = pl.concat(by_type).group_by("event_type").agg(pl.col("len").sum()).sort("event_type")
     reasons = pl.concat(reasons).group_by("file", REASON).agg(pl.col("len").sum())
     reasons = reasons.sort("file", REASON)
@@ -141,13 +138,3 @@ def events(
             for name, (outcome, severity) in outcomes.items()
         ],
     )
-
-
-def _register_views(warehouse: DuckDBResource, storage: UbpStorage) -> None:
-    """SQL access to the parquet partitions from the warehouse file, without copying them."""
-    pattern = storage.events_dir / "date=*" / DATA_FILE
-    with warehouse.get_connection() as conn:
-        conn.execute(
-            f"CREATE OR REPLACE VIEW events AS SELECT * FROM read_parquet('{pattern}', "
-            "hive_partitioning = true, hive_types = {'date': DATE})"
-        )

@@ -27,7 +27,7 @@ from ubp_assets.metadata import column_schema
 from ubp_assets.partitions import FIRST_DAY, LAST_DAY
 from ubp_assets.progress import Progress
 from ubp_assets.raw.files import file_state
-from ubp_assets.resources import WAREHOUSE_POOL, FeatureSettings, ScaleSettings, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, FeatureSettings, ScaleSettings, UbpStorage
 from ubp_assets.shards import client_shards
 from ubp_assets.storage import DATA_FILE, day_range, missing_days, partition_dir, scan_days
 from ubp_assets.warehouse import existing_tables, read_table, write_table
@@ -87,10 +87,10 @@ def _fold_spec(family: str, spec: Fold) -> dg.AssetSpec:
         FOLD_KEYS[family],
         deps=[*spec.partials, "challenge_split", RAW_KEYS["relevant_clients"]],
         group_name=family,
-        kinds={"polars", "duckdb"},
+        kinds={"polars", "parquet"},
         code_version=spec.code_version,
         automation_condition=FOLLOWS_INPUTS,
-        description=f"{spec.description} A table in the DuckDB warehouse, folded a client "
+        description=f"{spec.description} A warehouse table (parquet), folded a client "
         "shard at a time (UBP_CLIENTS_PER_SHARD). When none of the partial days it reads has "
         "changed since it was built, the stored table stands and the fold costs only a look at "
         "the files.",
@@ -102,7 +102,7 @@ def _fold_spec(family: str, spec: Fold) -> dg.AssetSpec:
 @dg.multi_asset(
     name="family_features",
     specs=[_fold_spec(family, spec) for family, spec in FOLDS.items()],
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     can_subset=True,
 )
 def family_features(

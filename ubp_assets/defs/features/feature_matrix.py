@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from ubp_assets import location
 from ubp_assets.automation import FOLLOWS_INPUTS
 from ubp_assets.features.matrix import (
     StoredMatrixChecks,
@@ -30,9 +31,9 @@ from ubp_assets.metadata import column_schema
 from ubp_assets.partitions import FIRST_DAY
 from ubp_assets.progress import Progress
 from ubp_assets.raw.files import file_state
-from ubp_assets.resources import WAREHOUSE_POOL, FeatureSettings, ScaleSettings, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, FeatureSettings, ScaleSettings, UbpStorage
 from ubp_assets.shards import client_shards
-from ubp_assets.warehouse import existing_tables, read_table, write_table
+from ubp_assets.warehouse import existing_tables, read_table, scan_table, write_table
 
 SUMMARY_CLIENTS = 50_000  # rows the summary and the plot describe
 MATRIX_CHECKS = {
@@ -46,9 +47,9 @@ STORED_CHECKS = "stored_checks"
 @dg.asset(
     deps=["challenge_split", *FOLD_KEYS.values(), RAW_KEYS["relevant_clients"]],
     group_name="features",
-    kinds={"polars", "duckdb"},
+    kinds={"polars", "parquet"},
     code_version="1",
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[
         dg.AssetCheckSpec(n, asset="feature_matrix", description=d)
@@ -57,7 +58,7 @@ STORED_CHECKS = "stored_checks"
     description="Every family joined for the relevant clients (one row each; clients without "
     "events get a defined row), missing values filled by each feature's rule (0 for counts, the "
     "median for rates, the history's length for day-distances), signed-log and robust scaled, "
-    "clipped to ±5, float32. A table in the DuckDB warehouse; the scaler is saved beside it to "
+    "clipped to ±5, float32. A warehouse table (parquet); the scaler is saved beside it to "
     "encode new clients. The scaler is fitted over every client a batch of columns at a time, "
     "then the rows are built a client shard at a time (UBP_CLIENTS_PER_SHARD). Rebuilt only "
     "when a family table's data version changed.",
@@ -117,8 +118,7 @@ def feature_matrix(
         progress.advance,
     )
     write_table(warehouse, MATRIX_TABLE, parts)
-    storage.scaler_path.parent.mkdir(parents=True, exist_ok=True)
-    scaler.write_parquet(storage.scaler_path)
+    location.write_parquet(scaler, storage.scaler_path)
     # The summary and the plot describe a seeded sample: the whole matrix at the full release's
     # size (1M x 780 float32, 3.1 GiB) would set the step's peak for a picture.
     shown = len(relevant) > SUMMARY_CLIENTS
@@ -129,8 +129,7 @@ def feature_matrix(
         if shown
         else None,
     )
-    with warehouse.get_connection() as conn:
-        stored = check_stored_matrix(conn, MATRIX_TABLE, relevant)
+    stored = check_stored_matrix(scan_table(warehouse, MATRIX_TABLE), relevant)
     by_family = scaler.group_by("family", maintain_order=True).agg(
         pl.len().alias("features"),
         pl.col("filled_share").mean().round(3).alias("mean_share_filled"),

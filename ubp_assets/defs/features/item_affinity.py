@@ -13,7 +13,7 @@ from ubp_assets.keys import RAW_KEYS
 from ubp_assets.markdown import markdown_table
 from ubp_assets.metadata import column_schema
 from ubp_assets.progress import Progress
-from ubp_assets.resources import WAREHOUSE_POOL, FeatureSettings, ScaleSettings, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, FeatureSettings, ScaleSettings, UbpStorage
 from ubp_assets.shards import client_shards, every_client
 from ubp_assets.warehouse import read_table, write_table
 
@@ -28,9 +28,9 @@ AFFINITY_CODE_VERSION = "2"
         RAW_KEYS["relevant_clients"],  # where the client shards are cut, not what they sum to
     ],
     group_name="affinity",
-    kinds={"polars", "duckdb"},
+    kinds={"polars", "parquet"},
     code_version=AFFINITY_CODE_VERSION,
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     description="Which product each page url shows, learned from the input alone (the release "
     "has no such table): every cart add votes for the page its client visited last, at most "
@@ -79,9 +79,9 @@ def product_urls(
 @dg.asset(
     deps=["challenge_split", "product_urls", "events", RAW_KEYS["relevant_clients"]],
     group_name="affinity",
-    kinds={"polars", "duckdb"},
+    kinds={"polars", "parquet"},
     code_version=AFFINITY_CODE_VERSION,
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     description="Per relevant client: log1p of recency-decayed page visits (60- and 7-day "
     "half-lives) and cart adds with buys (60 days) of the 120 categories most added to carts and "

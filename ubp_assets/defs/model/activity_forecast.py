@@ -12,7 +12,7 @@ from ubp_assets.inputs import cutoff_time, load_relevant_clients, read_split
 from ubp_assets.keys import RAW_KEYS
 from ubp_assets.markdown import markdown_table
 from ubp_assets.resources import (
-    WAREHOUSE_POOL,
+    HEAVY_POOL,
     FeatureSettings,
     ScaleSettings,
     TrainingSettings,
@@ -26,9 +26,9 @@ FORECAST_TABLE = "activity_forecast"
 @dg.asset(
     deps=["challenge_split", "events", RAW_KEYS["relevant_clients"]],
     group_name="model",
-    kinds={"pytorch", "duckdb"},
+    kinds={"pytorch", "parquet"},
     code_version="1",
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     description="Self-supervised from the input alone: a network trained at six earlier cut days "
     "to predict each client's next two weeks (a buy, a cart add, any event) from their activity "

@@ -3,15 +3,15 @@
 import json
 
 import dagster as dg
-import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubp_assets.automation import RETRAINS_WEEKLY
 from ubp_assets.inputs import read_training_rows
+from ubp_assets.location import read_parquet
 from ubp_assets.markdown import png_markdown
 from ubp_assets.model.tuning import SEED
 from ubp_assets.progress import Progress
-from ubp_assets.resources import WAREHOUSE_POOL, TrainingSettings, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, TrainingSettings, UbpStorage
 
 
 @dg.asset(
@@ -19,7 +19,7 @@ from ubp_assets.resources import WAREHOUSE_POOL, TrainingSettings, UbpStorage
     group_name="model",
     kinds={"pytorch"},
     code_version="1",
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     automation_condition=RETRAINS_WEEKLY,
     description="The residual autoencoder (encoder 512-256-128-64 with BatchNorm, GELU and "
     "residual skips, latent 32 or 64, mirrored decoder) trained on the feature matrix with the "
@@ -59,7 +59,7 @@ def autoencoder(
             len(rows.features), f"(held-out reconstruction {mse:.4f})"
         ),
     )
-    scaler = pl.read_parquet(storage.scaler_path)
+    scaler = read_parquet(storage.scaler_path)
     save_model(
         storage.autoencoder_path,
         result,

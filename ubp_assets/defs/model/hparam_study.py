@@ -12,7 +12,7 @@ from ubp_assets.inputs import read_training_rows
 from ubp_assets.markdown import markdown_table, png_markdown
 from ubp_assets.model.tuning import OBJECTIVE, SEED, tuning_tasks
 from ubp_assets.progress import Progress
-from ubp_assets.resources import WAREHOUSE_POOL, TrainingSettings, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, TrainingSettings, UbpStorage
 
 
 def _run_is_live(context: dg.AssetExecutionContext, run_id: str) -> bool:
@@ -29,7 +29,7 @@ def _run_is_live(context: dg.AssetExecutionContext, run_id: str) -> bool:
     group_name="model",
     kinds={"optuna", "pytorch"},
     code_version="1",
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     automation_condition=RETRAINS_WEEKLY,
     description="A resumable Optuna study (seeded TPE sampler, median pruner on each epoch's "
     "held-out reconstruction) over the autoencoder's latent size (32, 64), lambda_con, "

@@ -22,7 +22,7 @@ from ubp_assets.model.composition import (
 )
 from ubp_assets.progress import Progress
 from ubp_assets.publish import published, submission_check_spec
-from ubp_assets.resources import WAREHOUSE_POOL, ScaleSettings, UbpStorage
+from ubp_assets.resources import HEAVY_POOL, ScaleSettings, UbpStorage
 from ubp_assets.shards import client_shards, release_freed_memory
 from ubp_assets.warehouse import read_table, write_table
 
@@ -40,9 +40,9 @@ class UserEmbeddingsConfig(dg.Config):
 @dg.asset(
     deps=["autoencoder", "feature_matrix", "item_affinity", "activity_forecast"],
     group_name="model",
-    kinds={"pytorch", "duckdb", "numpy"},
+    kinds={"pytorch", "parquet", "numpy"},
     code_version="2",
-    pool=WAREHOUSE_POOL,
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[submission_check_spec(USER_EMBEDDINGS)],
     description="Every relevant client's embedding from the latest autoencoder, encoded a "
