@@ -186,8 +186,8 @@ def read_table(
     if clients is not None:
         table = table.filter(pl.col("client_id").is_between(int(clients[0]), int(clients[1])))
     if client_ids is not None:
-        wanted = pl.Series(np.asarray(client_ids, dtype=np.int64))
-        table = table.filter(pl.col("client_id").is_in(wanted)).sort("client_id")
+        wanted = pl.LazyFrame({"client_id": np.asarray(client_ids, dtype=np.int64)})
+        table = table.join(wanted, on="client_id", how="semi").sort("client_id")
     if columns:
         table = table.select(columns)
     if limit is not None:
