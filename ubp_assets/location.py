@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,12 +55,17 @@ def make_dir(path: AnyPath) -> None:
         path.mkdir(parents=True, exist_ok=True)
 
 
+def _replace_locally(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` to a temporary name beside `path`, then rename it into place."""
+    make_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
 def write_bytes(path: AnyPath, data: bytes) -> None:
     if is_local(path):
-        make_dir(path.parent)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        _replace_locally(path, lambda tmp: tmp.write_bytes(data))
     else:
         path.write_bytes(data)
 
@@ -71,10 +76,7 @@ def write_text(path: AnyPath, text: str) -> None:
 
 def write_parquet(frame: pl.DataFrame, path: AnyPath, **options: Any) -> None:
     if is_local(path):
-        make_dir(path.parent)
-        tmp = path.with_name(f".{path.name}.tmp")
-        frame.write_parquet(tmp, **options)
-        tmp.replace(path)
+        _replace_locally(path, lambda tmp: frame.write_parquet(tmp, **options))
     else:
         frame.write_parquet(as_arg(path), **options)
 

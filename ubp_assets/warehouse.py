@@ -25,7 +25,7 @@ import polars as pl
 
 from ubp_assets import location
 from ubp_assets.location import AnyPath
-from ubp_assets.storage import DATA_FILE, ROW_GROUP_ROWS
+from ubp_assets.storage import DATA_FILE, atomic_write
 
 POINTER = "_current"
 
@@ -115,7 +115,7 @@ def write_table(
     try:
         for part in parts:
             path = folder / version / f"part-{written:05d}.parquet"
-            location.write_parquet(part, path, statistics=True, row_group_size=ROW_GROUP_ROWS)
+            atomic_write(part, path)
             rows, written = rows + part.height, written + 1
         if not written:
             raise ValueError(f"no parts to write to table {name!r}")
