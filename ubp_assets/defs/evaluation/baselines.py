@@ -50,7 +50,7 @@ def random_embeddings(storage: UbpStorage, config: RandomEmbeddingsConfig):
     group_name="baselines",
     kinds={"polars", "numpy"},
     code_version="1",
-    pool=HEAVY_POOL,  # the split is read from the warehouse
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[submission_check_spec("aggregated_baseline_embeddings")],
     description=f"The organisers' aggregated-features baseline ({BASELINE_DIM} dimensions) from "

@@ -31,7 +31,7 @@ from ubp_assets.synthetic.release import MANIFEST, TRUTH_FILE
     group_name="baselines",
     kinds={"polars", "numpy"},
     code_version="1",
-    pool=HEAVY_POOL,  # the split is read from the warehouse
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[submission_check_spec("oracle_embeddings")],
     description="The ceiling on synthetic data: each relevant client's latent truth as the "

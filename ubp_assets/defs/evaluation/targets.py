@@ -18,7 +18,7 @@ from ubp_assets.resources import HEAVY_POOL, UbpStorage
     group_name="evaluation",
     kinds={"polars", "numpy"},
     code_version="1",
-    pool=HEAVY_POOL,  # the split is read from the warehouse
+    pool=HEAVY_POOL,
     automation_condition=FOLLOWS_INPUTS,
     description="The six tasks' targets in the organisers' `target/` layout: the 100 categories "
     "and 100 SKUs bought most in the train target window, 100 new SKUs (bought there, seen in "
